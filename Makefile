@@ -1,0 +1,44 @@
+# newswatch: `make run` starts everything locally, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export NEWSWATCH_DATA_DIR ?= $(CURDIR)/.data
+
+.PHONY: install run poll test lint lock stop clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/run.sh
+
+poll: install
+	@if [ -z "$$NEWSWATCH_DATABASE_URL" ]; then $(BIN)/newswatch db start >/dev/null; fi
+	$(BIN)/newswatch poll
+
+test: install
+	$(BIN)/ruff check dags plugins tests bench
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check dags plugins tests bench
+
+# Re-resolve the pinned requirements from requirements*.in.
+lock:
+	$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+	$(BIN)/uv pip compile requirements-dev.in --python-version 3.11 -c requirements.txt -o requirements-dev.txt
+
+stop:
+	-pkill -f "airflow standalone" || true
+	-$(BIN)/newswatch db stop
+
+clean: stop
+	rm -rf $(VENV) .data .pytest_cache

@@ -1,0 +1,137 @@
+"""
+### newswatch_poll
+
+Polls every enabled news feed, stores new articles, groups copies of the same story, matches the
+alert rules and delivers alerts: one cycle per run.
+
+| task | what it does |
+|---|---|
+| `load_config` | validates `config/newswatch.yaml` (or `$NEWSWATCH_CONFIG`), applies schema migrations, syncs the feeds table, splits feeds into batches |
+| `poll_feeds` | one mapped instance per batch of feeds: conditional GET, parse, queue new entries |
+| `plan_articles` | lists queued entries due for fetching, in batches |
+| `fetch_articles` | one mapped instance per batch: fetch the page, extract text, store the article |
+| `cluster_stories` | groups new articles into stories (same text, near-duplicate text) |
+| `match_rules` | matches the rules and writes one alert per (rule, story, channel) to the outbox |
+| `deliver_alerts` | sends due alerts; failures stay queued and are retried next run |
+| `summarize` | records the run's counts in `poll_runs` |
+
+Every task is idempotent and keyed on content (feed GUIDs, canonical URLs, unique alert keys), so a
+retry or a re-run never stores or sends anything twice. Only ids and counts go through XCom.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+
+from airflow.sdk import Asset, TriggerRule, dag, task
+
+STORIES = Asset(name="newswatch_stories", uri="newswatch://stories")
+
+default_args = {
+    "owner": "newswatch",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+    "execution_timeout": timedelta(minutes=20),
+}
+
+
+def _settings():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from newswatch.config import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:  # a broken config will not heal by retrying
+        raise AirflowFailException("invalid configuration:\n" + "\n".join(exc.problems)) from None
+
+
+@dag(
+    dag_id="newswatch_poll",
+    schedule=os.environ.get("NEWSWATCH_POLL_SCHEDULE", "*/5 * * * *"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["newswatch", "ingest", "alerts"],
+    doc_md=__doc__,
+)
+def newswatch_poll():
+    @task
+    def load_config() -> list[list[int]]:
+        from newswatch.pipeline import prepare
+
+        return prepare(_settings())
+
+    @task(map_index_template="feeds {{ task.op_kwargs['feed_ids'][0] }}+", max_active_tis_per_dagrun=4)
+    def poll_feeds(feed_ids: list[int]) -> dict[str, int]:
+        from newswatch.poller import poll_feeds as poll
+
+        return poll(list(feed_ids), _settings())
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def plan_articles() -> list[list[int]]:
+        from newswatch.pipeline import article_batches
+
+        return article_batches(_settings())
+
+    @task(map_index_template="entries {{ task.op_kwargs['entry_ids'][0] }}+", max_active_tis_per_dagrun=4)
+    def fetch_articles(entry_ids: list[int]) -> dict[str, int]:
+        from newswatch.ingest import fetch_articles as fetch
+
+        return fetch(list(entry_ids), _settings())
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[STORIES])
+    def cluster_stories() -> dict[str, int]:
+        from newswatch.stories import assign_stories
+
+        return assign_stories(_settings())
+
+    @task
+    def match_rules() -> dict[str, int]:
+        from newswatch.alerting import match_rules as match
+
+        return match(_settings())
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def deliver_alerts() -> dict[str, int]:
+        from newswatch.alerting import deliver_alerts as deliver
+
+        return deliver(_settings())
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def summarize(polled, fetched, clustered, matched, delivered, dag_run=None) -> dict[str, int]:
+        from newswatch.pipeline import add_counts, record_run
+
+        totals: dict[str, int] = {}
+        for part in list(polled or []):
+            add_counts(totals, part, "feeds")
+        for part in list(fetched or []):
+            add_counts(totals, part, "articles")
+        add_counts(totals, clustered or {}, "stories")
+        add_counts(totals, matched or {}, "rules")
+        add_counts(totals, delivered or {}, "alerts")
+        record_run(dag_run.run_id, totals)
+        print("newswatch run counts:", totals)
+        return totals
+
+    batches = load_config()
+    polled = poll_feeds.expand(feed_ids=batches)
+    planned = plan_articles()
+    polled >> planned
+    fetched = fetch_articles.expand(entry_ids=planned)
+    clustered = cluster_stories()
+    fetched >> clustered
+    matched = match_rules()
+    clustered >> matched
+    delivered = deliver_alerts()
+    matched >> delivered
+    summarize(polled, fetched, clustered, matched, delivered)
+
+
+newswatch_poll()

@@ -1,0 +1,183 @@
+"""The ``newswatch`` command line: run a cycle, check the config, manage the database, look around."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from newswatch import db
+from newswatch.config import ConfigError, config_path, load_settings
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    """A plain aligned table: readable at a glance, greppable, no dependency."""
+    def cell(value: object) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:%M")
+        if isinstance(value, list):
+            return ",".join(str(item) for item in value)
+        return str(value).replace("\n", " ")
+
+    cells = [[cell(row.get(column)) for column in columns] for row in rows]
+    widths = [min(max([len(column)] + [len(line[i]) for line in cells]), 60) for i, column in enumerate(columns)]
+    print("  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)))
+    for line in cells:
+        print("  ".join(value[:width].ljust(width) for value, width in zip(line, widths, strict=True)))
+
+
+def _output(rows: list[dict], columns: list[str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
+    else:
+        _print_table(rows, columns)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = args.config or str(config_path())
+    try:
+        settings = load_settings(path)
+    except ConfigError as exc:
+        print(f"{exc.path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"{path}: OK ({len(settings.enabled_feeds)} enabled feeds, {len(settings.rules)} rules, "
+          f"{len(settings.channels)} channels)")
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from newswatch.pipeline import run_cycle
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        return _config_failure(exc)
+    # With --json, stdout carries only the JSON document; progress goes to stderr.
+    stream = sys.stderr if args.json else sys.stdout
+    totals = run_cycle(settings, progress=lambda line: print(line, file=stream))
+    if args.json:
+        print(json.dumps(totals, indent=2, sort_keys=True))
+    return 0
+
+
+def _config_failure(exc: ConfigError) -> int:
+    print(f"{exc.path}: invalid configuration", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 2
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = db.migrate()
+    print("applied: " + ", ".join(applied) if applied else "schema up to date")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        url = db.start_embedded()
+        db.migrate(url)
+        print(url)
+    elif args.action == "stop":
+        print("stopped" if db.stop_embedded() else "not running")
+    else:
+        print(db.database_url())
+    return 0
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    with db.transaction() as cur:
+        cur.execute(
+            """
+            SELECT name, CASE WHEN NOT enabled THEN 'disabled'
+                              WHEN consecutive_failures > 0 THEN 'failing'
+                              WHEN last_success_at IS NULL THEN 'new' ELSE 'ok' END AS state,
+                   consecutive_failures AS failures, last_success_at AS last_success,
+                   last_error_kind AS error_kind, last_error AS error, next_poll_at AS next_poll, url
+            FROM feeds ORDER BY enabled DESC, consecutive_failures DESC, name
+            """
+        )
+        rows = cur.fetchall()
+    _output(rows, ["name", "state", "failures", "last_success", "error_kind", "error", "url"], args.json)
+    return 0
+
+
+def cmd_stories(args: argparse.Namespace) -> int:
+    with db.transaction() as cur:
+        cur.execute(
+            "SELECT id, title, article_count AS articles, languages, feeds, first_seen_at AS first_seen, "
+            "last_seen_at AS last_seen FROM stories ORDER BY last_seen_at DESC LIMIT %s",
+            (args.limit,),
+        )
+        rows = cur.fetchall()
+    _output(rows, ["id", "articles", "languages", "feeds", "last_seen", "title"], args.json)
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    with db.transaction() as cur:
+        cur.execute(
+            "SELECT a.id, a.rule, a.story_id AS story, a.channel, a.status, a.attempts, a.created_at AS created, "
+            "a.sent_at AS sent, a.last_error AS error, s.title FROM alerts a JOIN stories s ON s.id = a.story_id "
+            "ORDER BY a.created_at DESC LIMIT %s",
+            (args.limit,),
+        )
+        rows = cur.fetchall()
+    _output(rows, ["id", "rule", "story", "channel", "status", "attempts", "created", "sent", "error", "title"],
+            args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newswatch", description="Scheduled news monitoring.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    poll = sub.add_parser("poll", help="run one full cycle now over all enabled feeds")
+    poll.add_argument("--config", help="config file (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)")
+    poll.add_argument("--json", action="store_true", help="print the run's counts as JSON")
+    poll.set_defaults(func=cmd_poll)
+
+    check = sub.add_parser("check-config", help="validate the config and print every problem")
+    check.add_argument("config", nargs="?", help="config file (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)")
+    check.set_defaults(func=cmd_check_config)
+
+    migrate = sub.add_parser("migrate", help="apply pending schema migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    database = sub.add_parser("db", help="the embedded PostgreSQL for development")
+    database.add_argument("action", choices=["start", "stop", "url"])
+    database.set_defaults(func=cmd_db)
+
+    for name, func, text in (
+        ("feeds", cmd_feeds, "feed health: failing feeds first"),
+        ("stories", cmd_stories, "latest stories"),
+        ("alerts", cmd_alerts, "latest alerts with delivery status"),
+    ):
+        listing = sub.add_parser(name, help=text)
+        listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+        listing.add_argument("--limit", type=int, default=50)
+        listing.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except db.DatabaseNotConfigured as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Load and validate the newswatch YAML configuration.
+
+The YAML file is the single source of truth for feeds, rules, channels and network policy. It is
+validated with pydantic so that a broken file gives one clear line per problem (which key, what is
+wrong) instead of a traceback in the middle of a DAG run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = Path("config/newswatch.yaml")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` holds one readable line per mistake."""
+
+    def __init__(self, path: str, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:-]*$")]
+
+
+class Feed(_Strict):
+    name: Name
+    url: str
+    enabled: bool = True
+    language: str | None = Field(default=None, description="Expected language, a hint only")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value, re.IGNORECASE):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class Rule(_Strict):
+    name: Name
+    query: str
+    channels: list[str] = Field(default_factory=list)
+    enabled: bool = True
+
+    @field_validator("query")
+    @classmethod
+    def _valid_query(cls, value: str) -> str:
+        from newswatch.rules import RuleSyntaxError, compile_rule
+
+        try:
+            compile_rule(value)
+        except RuleSyntaxError as exc:
+            raise ValueError(f"invalid query: {exc}") from None
+        return value
+
+
+class Channel(_Strict):
+    name: Name
+    url: str = Field(description="An Apprise URL; ${ENV} references are expanded at load time")
+
+    @field_validator("url")
+    @classmethod
+    def _has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be an Apprise URL such as json://host/path or mailto://user:pass@host")
+        return value
+
+
+class Network(_Strict):
+    allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Private, loopback or link-local networks that fetching may reach (CIDR)",
+    )
+    user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch)"
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    read_timeout: float = Field(default=15.0, gt=0, le=300)
+    total_timeout: float = Field(default=30.0, gt=0, le=600)
+    max_feed_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_page_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR network such as 127.0.0.1/32") from None
+        return value
+
+
+class Polling(_Strict):
+    batch_size: int = Field(default=20, ge=1, le=500, description="Feeds per mapped Airflow task")
+    feed_workers: int = Field(default=8, ge=1, le=64, description="Concurrent feed fetches per task")
+    article_workers: int = Field(default=4, ge=1, le=64)
+    max_articles_per_feed: int = Field(default=50, ge=1, le=1000)
+    article_max_attempts: int = Field(default=3, ge=1, le=20)
+    article_retry_base_seconds: float = Field(default=120, ge=0, le=86400, description="Doubles per attempt")
+
+
+class Dedup(_Strict):
+    near_duplicate_threshold: float = Field(default=0.5, gt=0, le=1)
+    min_tokens: int = Field(default=40, ge=5, description="Texts shorter than this are never compared")
+    window_days: int = Field(default=7, ge=1, le=365)
+
+
+class Alerts(_Strict):
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    retry_base_seconds: float = Field(default=60, ge=0, le=3600, description="First retry delay; doubles")
+
+
+class Settings(_Strict):
+    feeds: list[Feed] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=list)
+    network: Network = Field(default_factory=Network)
+    polling: Polling = Field(default_factory=Polling)
+    dedup: Dedup = Field(default_factory=Dedup)
+    alerts: Alerts = Field(default_factory=Alerts)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems: list[str] = []
+        for kind, items in (("feeds", self.feeds), ("rules", self.rules), ("channels", self.channels)):
+            seen: set[str] = set()
+            for index, item in enumerate(items):
+                if item.name in seen:
+                    problems.append(f"{kind}[{index}].name: duplicate name {item.name!r}")
+                seen.add(item.name)
+        channel_names = {channel.name for channel in self.channels}
+        for index, rule in enumerate(self.rules):
+            for channel in rule.channels:
+                if channel not in channel_names:
+                    problems.append(f"rules[{index}].channels: unknown channel {channel!r}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def enabled_feeds(self) -> list[Feed]:
+        return [feed for feed in self.feeds if feed.enabled]
+
+    def channel(self, name: str) -> Channel:
+        return next(channel for channel in self.channels if channel.name == name)
+
+
+def config_path() -> Path:
+    """The config file in use: ``$NEWSWATCH_CONFIG`` or ``config/newswatch.yaml``."""
+    return Path(os.environ.get("NEWSWATCH_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def _interpolate(value: Any, where: str, problems: list[str]) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string, so secrets stay out of the file."""
+    if isinstance(value, dict):
+        return {key: _interpolate(item, f"{where}.{key}" if where else str(key), problems)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(item, f"{where}[{index}]", problems) for index, item in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        problems.append(f"{where}: environment variable {name} is not set")
+        return ""
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _format_error(error: dict[str, Any]) -> list[str]:
+    location = ""
+    for part in error["loc"]:
+        location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    if not location:
+        return message.splitlines()
+    return [f"{location}: {line}" for line in message.splitlines()]
+
+
+def parse_settings(text: str, path: str = "<config>") -> Settings:
+    """Parse YAML text into Settings, raising ConfigError with every problem found."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [f"not valid YAML: {exc}".replace("\n", " ")]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, ["the top level must be a mapping with feeds, rules and channels"])
+    problems: list[str] = []
+    raw = _interpolate(raw, "", problems)
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            problems.extend(_format_error(error))
+        raise ConfigError(path, problems) from None
+    if problems:
+        raise ConfigError(path, problems)
+    return settings
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the config file (see :func:`config_path`)."""
+    file = Path(path) if path else config_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(file), [f"cannot read the file: {exc.strerror}"]) from None
+    return parse_settings(text, str(file))

@@ -1,0 +1,132 @@
+"""PostgreSQL access: connection, schema migrations and the embedded development server.
+
+Migrations are plain SQL files in ``migrations/`` applied in order under a transaction-level advisory
+lock, so two processes starting at once (scheduler, worker, CLI) never apply the same one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+log = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "NEWSWATCH_DATABASE_URL"
+DEFAULT_DATA_DIR = Path(".data")
+_MIGRATION_LOCK = 0x6E657773  # "news"
+
+
+class DatabaseNotConfigured(RuntimeError):
+    """Neither NEWSWATCH_DATABASE_URL nor a running embedded server is available."""
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("NEWSWATCH_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+
+
+def database_url() -> str:
+    """The news database URL: ``$NEWSWATCH_DATABASE_URL``, else the embedded server's, if started."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    url_file = data_dir() / "database_url"
+    if url_file.exists():
+        return url_file.read_text().strip()
+    raise DatabaseNotConfigured(
+        f"set {DATABASE_URL_ENV}, or start the embedded server with `newswatch db start` (make run does)"
+    )
+
+
+def connect(url: str | None = None) -> psycopg2.extensions.connection:
+    conn = psycopg2.connect(url or database_url(), application_name="newswatch")
+    conn.set_session(autocommit=False)
+    return conn
+
+
+@contextmanager
+def transaction(url: str | None = None) -> Iterator[psycopg2.extensions.cursor]:
+    """A cursor inside one transaction: committed on success, rolled back on any exception."""
+    conn = connect(url)
+    try:
+        with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    files = resources.files("newswatch").joinpath("migrations")
+    found = []
+    for entry in files.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(url: str | None = None) -> list[str]:
+    """Apply pending migrations; returns the names of those applied (empty when up to date)."""
+    applied: list[str] = []
+    with transaction(url) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur.execute("SELECT version FROM schema_migrations")
+        done = {row["version"] for row in cur.fetchall()}
+        for version, name, sql in _migrations():
+            if version in done:
+                continue
+            log.info("applying migration %s", name)
+            cur.execute(sql)
+            cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+            applied.append(name)
+    return applied
+
+
+def start_embedded(directory: Path | None = None) -> str:
+    """Start (or reuse) the embedded PostgreSQL under the data folder and return its URL.
+
+    pgserver ships PostgreSQL binaries inside a wheel, so a fresh machine needs no system packages.
+    The server keeps running after this process exits; ``stop_embedded`` stops it.
+    """
+    import pgserver
+
+    folder = (directory or data_dir()) / "postgres"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(folder, cleanup_mode=None)
+    server.psql("SELECT 1")
+    exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'newswatch'")
+    if "1 row" not in exists:
+        server.psql("CREATE DATABASE newswatch")
+    url = server.get_uri("newswatch")
+    (folder.parent / "database_url").write_text(url + "\n")
+    return url
+
+
+def stop_embedded(directory: Path | None = None) -> bool:
+    """Stop the embedded server if it runs; True when one was stopped."""
+    import subprocess
+
+    folder = (directory or data_dir()) / "postgres"
+    if not (folder / "postmaster.pid").exists():
+        return False
+    import pgserver
+
+    pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+    owner = folder.owner()
+    command = [str(pg_ctl), "-D", str(folder), "-m", "fast", "-w", "stop"]
+    if os.geteuid() == 0 and owner != "root":
+        command = ["su", owner, "-s", "/bin/sh", "-c", " ".join(command)]
+    subprocess.run(command, check=False, capture_output=True)
+    (folder.parent / "database_url").unlink(missing_ok=True)
+    return True

@@ -1,0 +1,85 @@
+"""One polling cycle, stage by stage: the same functions back the Airflow DAG and ``newswatch poll``.
+
+Every stage reads its work from the database and returns only counts, so stages can run in separate
+Airflow tasks (and be retried) without passing article data around.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from newswatch import db
+from newswatch.alerting import deliver_alerts, match_rules
+from newswatch.config import Settings, load_settings
+from newswatch.ingest import fetch_articles, pending_entries
+from newswatch.poller import batched, poll_feeds, sync_feeds
+from newswatch.stories import assign_stories
+
+log = logging.getLogger(__name__)
+
+
+def prepare(settings: Settings) -> list[list[int]]:
+    """Apply migrations, sync feeds from the config; returns the feed ids in batches."""
+    db.migrate()
+    return batched(sync_feeds(settings), settings.polling.batch_size)
+
+
+def article_batches(settings: Settings) -> list[list[int]]:
+    return batched(pending_entries(), settings.polling.batch_size)
+
+
+def add_counts(total: dict[str, int], part: dict[str, int], prefix: str) -> None:
+    for key, value in part.items():
+        total[f"{prefix}.{key}"] = total.get(f"{prefix}.{key}", 0) + value
+
+
+def run_cycle(
+    settings: Settings | None = None, progress: Callable[[str], None] = log.info, run_key: str | None = None
+) -> dict[str, int]:
+    """Run every stage once, in order, and record the run; returns the merged counts."""
+    settings = settings or load_settings()
+    totals: dict[str, int] = {}
+    for batch in prepare(settings):
+        add_counts(totals, poll_feeds(batch, settings), "feeds")
+    progress(f"feeds: {totals.get('feeds.feeds', 0)} polled, {totals.get('feeds.failed', 0)} failed, "
+             f"{totals.get('feeds.new_entries', 0)} new entries")
+    for batch in article_batches(settings):
+        add_counts(totals, fetch_articles(batch, settings), "articles")
+    progress(f"articles: {totals.get('articles.stored', 0)} stored, "
+             f"{totals.get('articles.partial', 0)} from feed summaries, "
+             f"{totals.get('articles.duplicate_url', 0)} duplicate URLs, {totals.get('articles.retry', 0)} to retry")
+    add_counts(totals, assign_stories(settings), "stories")
+    progress(f"stories: {totals['stories.new_stories']} new, {totals['stories.joined']} articles joined a story")
+    add_counts(totals, match_rules(settings), "rules")
+    add_counts(totals, deliver_alerts(settings), "alerts")
+    progress(f"alerts: {totals['rules.new_alerts']} new, {totals['alerts.sent']} sent, "
+             f"{totals['alerts.failed'] + totals['alerts.gave_up']} failed")
+    record_run(run_key or f"cli:{uuid.uuid4()}", totals)
+    return totals
+
+
+def record_run(run_key: str, totals: dict[str, int]) -> None:
+    """Store a cycle's counts in ``poll_runs`` (upsert: a re-run of the same DAG run overwrites)."""
+    with db.transaction() as cur:
+        cur.execute(
+            """
+            INSERT INTO poll_runs (run_key, finished_at, feeds_polled, feeds_failed, new_articles, new_stories,
+                                   alerts_sent, alerts_failed)
+            VALUES (%(key)s, now(), %(feeds)s, %(failed)s, %(articles)s, %(stories)s, %(sent)s, %(alerts_failed)s)
+            ON CONFLICT (run_key) DO UPDATE SET finished_at = now(),
+                feeds_polled = EXCLUDED.feeds_polled, feeds_failed = EXCLUDED.feeds_failed,
+                new_articles = EXCLUDED.new_articles, new_stories = EXCLUDED.new_stories,
+                alerts_sent = EXCLUDED.alerts_sent, alerts_failed = EXCLUDED.alerts_failed
+            """,
+            {
+                "key": run_key,
+                "feeds": totals.get("feeds.feeds", 0),
+                "failed": totals.get("feeds.failed", 0),
+                "articles": totals.get("articles.stored", 0) + totals.get("articles.partial", 0),
+                "stories": totals.get("stories.new_stories", 0),
+                "sent": totals.get("alerts.sent", 0),
+                "alerts_failed": totals.get("alerts.failed", 0) + totals.get("alerts.gave_up", 0),
+            },
+        )

@@ -1,0 +1,153 @@
+"""Shared fixtures: an embedded PostgreSQL, a fresh database per test, Airflow set up for dag.test().
+
+Airflow reads its configuration at import time, so its environment is set here, before any test
+module can import it. Set NEWSWATCH_TEST_DATABASE_URL to a server's maintenance URL (for example
+postgresql://postgres@127.0.0.1:5432/postgres) to test against an existing PostgreSQL instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FIXTURES = Path(__file__).parent / "fixtures"
+_TMP = Path(tempfile.mkdtemp(prefix="nw-test-"))
+
+os.environ["AIRFLOW_HOME"] = str(_TMP / "airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_TMP / 'airflow' / 'airflow.db'}"
+os.environ["NEWSWATCH_DATA_DIR"] = str(_TMP / "data")
+os.environ.pop("NEWSWATCH_DATABASE_URL", None)
+os.environ.pop("NEWSWATCH_CONFIG", None)
+if str(ROOT / "plugins") not in sys.path:
+    sys.path.insert(0, str(ROOT / "plugins"))
+
+_counter = itertools.count()
+
+
+def _with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database (works for URL and socket forms)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """Maintenance URL of the PostgreSQL used by the tests (embedded unless configured)."""
+    configured = os.environ.get("NEWSWATCH_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    import pgserver
+
+    server = pgserver.get_server(_TMP / "pg", cleanup_mode="delete")
+    yield server.get_uri("postgres")
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_admin_url: str) -> str:
+    """A database with the schema applied, cloned for each test (faster than migrating each time)."""
+    from newswatch import db
+
+    name = f"nw_template_{os.getpid()}"
+    _admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
+    db.migrate(_with_database(pg_admin_url, name))
+    return name
+
+
+def _admin(url: str, *statements: str) -> None:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, template_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, migrated database for one test, exported as NEWSWATCH_DATABASE_URL."""
+    name = f"nw_test_{os.getpid()}_{next(_counter)}"
+    _admin(pg_admin_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    url = _with_database(pg_admin_url, name)
+    monkeypatch.setenv("NEWSWATCH_DATABASE_URL", url)
+    yield url
+    _admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def query(database_url: str):
+    """Run SQL against the test database and get rows as dicts."""
+    import psycopg2.extras
+
+    def run(sql: str, params: tuple | dict | None = None) -> list[dict]:
+        conn = psycopg2.connect(database_url)
+        try:
+            with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's metadata database, migrated once per session (dag.test() needs it)."""
+    (_TMP / "airflow").mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.fixture
+def site():
+    from tests.servers import LoopbackServer
+
+    server = LoopbackServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook():
+    from tests.servers import WebhookReceiver
+
+    server = WebhookReceiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp():
+    from tests.servers import SmtpSink
+
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def seed_text() -> str:
+    path = SHARED / "seed" / "syria-strikes-fr.txt"
+    if not path.exists():
+        pytest.skip(f"seed article not found at {path}")
+    return path.read_text(encoding="utf-8")

@@ -1,0 +1,160 @@
+"""Real loopback servers for tests: a scriptable HTTP site, a webhook receiver and an SMTP sink."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None  # when set, a matching If-None-Match gets 304
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: LoopbackServer  # type: ignore[assignment]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        self.server.requests.append(request)
+        route = self.server.resolve(request)
+        if route is None:
+            route = Route(404, b"not found", {"Content-Type": "text/plain"})
+        if route.etag and request.headers.get("if-none-match") == route.etag:
+            self.send_response(304)
+            self.send_header("ETag", route.etag)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(route.status)
+        for key, value in route.headers.items():
+            self.send_header(key, value)
+        if route.etag:
+            self.send_header("ETag", route.etag)
+        self.send_header("Content-Length", str(len(route.body)))
+        self.end_headers()
+        self.wfile.write(route.body)
+
+    do_GET = do_POST = do_PUT = _handle
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 whose routes a test sets and whose requests it records."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str = "127.0.0.1"):
+        super().__init__((host, 0), _Handler)
+        self.routes: dict[str, Route | Callable[[Request], Route]] = {}
+        self.requests: list[Request] = []
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def resolve(self, request: Request) -> Route | None:
+        route = self.routes.get(request.path) or self.routes.get(request.path.split("?", 1)[0])
+        return route(request) if callable(route) else route
+
+    def start(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def hits(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path.split("?", 1)[0] == path.split("?", 1)[0]]
+
+
+class WebhookReceiver(LoopbackServer):
+    """Accepts POSTed JSON on any path; set ``status`` to simulate an outage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = 200
+        self.received: list[dict] = []  # payloads answered with 200
+        self.refused = 0
+
+    def resolve(self, request: Request) -> Route:
+        if self.status == 200:
+            self.received.append(json.loads(request.body or b"null"))
+        else:
+            self.refused += 1
+        return Route(self.status, b'{"ok": true}', {"Content-Type": "application/json"})
+
+
+class _SmtpHandler:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.handler = _SmtpHandler()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=_free_port())
+
+    def start(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.handler.messages
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.messages

@@ -1,0 +1,94 @@
+"""The Airflow DAG: import hygiene, conventions, and full runs with dag.test() on real parts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.scenario import serve_seed_sites, seed_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags"))
+
+
+def test_dags_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert "newswatch_poll" in dagbag.dag_ids
+
+
+def test_dag_conventions(dagbag):
+    dag = dagbag.get_dag("newswatch_poll")
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert "newswatch" in dag.tags
+    assert dag.doc_md and "poll_feeds" in dag.doc_md
+    assert dag.timetable.expression == "*/5 * * * *"
+    for task in dag.tasks:
+        assert task.retries >= 1, task.task_id
+        assert task.retry_exponential_backoff, task.task_id
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "load_config", "poll_feeds", "plan_articles", "fetch_articles", "cluster_stories",
+        "match_rules", "deliver_alerts", "summarize",
+    ]
+
+
+def test_dag_file_does_no_work_at_parse_time(tmp_path):
+    """Parsing must not need the database, the config or the network."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSWATCH_")}
+    env["NEWSWATCH_CONFIG"] = str(tmp_path / "missing.yaml")
+    env["NEWSWATCH_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    code = "import runpy; runpy.run_path('dags/newswatch_poll.py'); import sys; " \
+           "assert 'newswatch.pipeline' not in sys.modules; assert 'trafilatura' not in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_dag_run_end_to_end_then_rerun_sends_nothing(dagbag, tmp_path, site, webhook, smtp, query, monkeypatch):
+    serve_seed_sites(site)
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(seed_config(tmp_path / "newswatch.yaml", site, webhook, smtp)))
+    dag = dagbag.get_dag("newswatch_poll")
+
+    run = dag.test()
+    assert run.state == "success"
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert all(state in ("success", "skipped") for state in states.values()), states
+    assert len([key for key in states if key[0] == "poll_feeds"]) == 1  # 4 feeds fit one batch
+
+    assert len(query("SELECT id FROM articles")) == 2
+    assert len(query("SELECT id FROM stories")) == 1
+    assert [row["status"] for row in query("SELECT status FROM alerts")] == ["sent", "sent"]
+    assert len(webhook.received) == 1 and len(smtp.wait_for(1)) == 1
+    summary = query("SELECT * FROM poll_runs")
+    assert len(summary) == 1 and summary[0]["new_articles"] == 2 and summary[0]["alerts_sent"] == 2
+
+    # A new run of the whole DAG: nothing stored twice, nothing sent twice.
+    second = dag.test()
+    assert second.state == "success"
+    assert len(query("SELECT id FROM articles")) == 2
+    assert len(query("SELECT id FROM alerts")) == 2
+    assert len(webhook.received) == 1 and len(smtp.messages) == 1
+    assert len(query("SELECT id FROM poll_runs")) == 2
+
+
+def test_airflow_dags_test_cli_with_only_env(airflow_db, tmp_path, site, webhook, smtp, database_url, query):
+    """`airflow dags test newswatch_poll` with NEWSWATCH_CONFIG, NEWSWATCH_DATABASE_URL and AIRFLOW__CORE__*."""
+    serve_seed_sites(site)
+    config = seed_config(tmp_path / "newswatch.yaml", site, webhook, smtp)
+    env = {key: value for key, value in os.environ.items()
+           if key.startswith(("AIRFLOW__CORE__", "AIRFLOW_HOME", "AIRFLOW__DATABASE__")) or key in ("PATH", "HOME")}
+    env.update(NEWSWATCH_CONFIG=str(config), NEWSWATCH_DATABASE_URL=database_url)
+    result = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "newswatch_poll"],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(query("SELECT id FROM stories")) == 1
+    assert len(webhook.received) == 1
