@@ -168,9 +168,12 @@ def decode_html(content: bytes, content_type: str | None) -> str:
 # Text helpers
 
 _BLOCK_TAGS = frozenset(
-    "address article aside blockquote dd div dl dt figcaption figure footer h1 h2 h3 h4 h5 h6 "
-    "header hr li main nav ol p pre section table td th tr ul".split()
-)
+    {
+        "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
+        "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p",
+        "pre", "section", "table", "td", "th", "tr", "ul",
+    }
+)  # fmt: skip
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 # "By Jane Doe" / "Par Jean Dupont": only words that cannot start a name ("De Gaulle", "von der Leyen").
 _BYLINE_PREFIX = re.compile(r"^(?:by|par|por|door|przez)\s*:?\s+(?=\S)", re.IGNORECASE)
@@ -294,13 +297,11 @@ def _split_page_title(meta: _PageMeta) -> tuple[str, str | None]:
     references = (meta.og_title, meta.h1)
     for separator in _TITLE_SEPARATORS:
         head, found, tail = title.rpartition(separator)  # "Headline | Site"
-        if found and head and tail:
-            if _same_text(tail, meta.site_name) or any(_same_text(head, ref) for ref in references):
-                return head.strip(), tail.strip()
+        if found and (_same_text(tail, meta.site_name) or any(_same_text(head, r) for r in references)):
+            return head.strip(), tail.strip()
         head, found, tail = title.partition(separator)  # "Site | Headline"
-        if found and head and tail:
-            if _same_text(head, meta.site_name) or any(_same_text(tail, ref) for ref in references):
-                return tail.strip(), head.strip()
+        if found and (_same_text(head, meta.site_name) or any(_same_text(tail, r) for r in references)):
+            return tail.strip(), head.strip()
     return title, None
 
 
@@ -336,9 +337,9 @@ def _split_authors(author: str | None) -> list[str]:
     authors: list[str] = []
     for raw in (author or "").split(";"):
         name = _squash(_BYLINE_PREFIX.sub("", _squash(raw)))
-        if name and len(name) <= _MAX_AUTHOR_CHARS and name.casefold() not in _BYLINE_WORDS:
-            if name not in authors:
-                authors.append(name)
+        too_long = len(name) > _MAX_AUTHOR_CHARS
+        if name and not too_long and name.casefold() not in _BYLINE_WORDS and name not in authors:
+            authors.append(name)
     return authors
 
 
@@ -433,6 +434,15 @@ def _parse_page(content: bytes, *, url: str, content_type: str | None, now: date
     return page
 
 
+def _redact(url: str) -> str:
+    """The URL without query or fragment, for logs: query strings can carry tokens."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+
+
 def _first_date(candidates: list[datetime | None], now: datetime) -> datetime | None:
     """First candidate that is not in the future: a future date is a bug or a trick to stay on top."""
     for candidate in candidates:
@@ -465,7 +475,7 @@ def extract_article(
         try:
             page = _parse_page(content, url=url, content_type=content_type, now=now)
         except Exception:  # lxml/trafilatura on hostile markup: use the feed instead
-            LOGGER.warning("article extraction failed, using the feed entry: %s", url, exc_info=True)
+            LOGGER.warning("article extraction failed, using the feed entry: %s", _redact(url), exc_info=True)
     summary = html_to_text(feed_summary or "")
     page_body = page.body if page is not None else ""
     if len(page_body) < MIN_BODY_CHARS or len(page_body) < len(summary):
