@@ -1,0 +1,124 @@
+"""The guarded HTTP client against real loopback servers."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import pytest
+from newswatch.config import Network
+from newswatch.fetcher import AddressPolicy, Fetcher, FetchError, redact
+
+from tests.servers import LoopbackServer, Route
+
+LOOPBACK_ONLY = Network(allow_networks=["127.0.0.1/32"], connect_timeout=2, read_timeout=1, total_timeout=3)
+
+
+def fetch(url: str, network: Network = LOOPBACK_ONLY, **kwargs):
+    with Fetcher(network) as fetcher:
+        return fetcher.get(url, **kwargs)
+
+
+def test_plain_get_and_conditional_get(site):
+    site.routes["/feed"] = Route(200, b"<rss/>", {"Content-Type": "application/rss+xml",
+                                                  "Last-Modified": "Wed, 24 Aug 2022 19:05:00 GMT"}, etag='"v1"')
+    first = fetch(site.url("/feed"))
+    assert first.status == 200 and first.content == b"<rss/>"
+    assert first.headers["etag"] == '"v1"'
+    assert "newswatch" in site.requests[-1].headers["user-agent"]
+    second = fetch(site.url("/feed"), etag='"v1"', last_modified=first.headers["last-modified"])
+    assert second.not_modified and second.content == b""
+    assert site.requests[-1].headers["if-none-match"] == '"v1"'
+    assert site.requests[-1].headers["if-modified-since"] == "Wed, 24 Aug 2022 19:05:00 GMT"
+
+
+def test_loopback_refused_without_allowlist(site):
+    site.routes["/feed"] = Route(200, b"secret")
+    with pytest.raises(FetchError) as error:
+        fetch(site.url("/feed"), Network())
+    assert error.value.kind == "blocked_address"
+    assert site.requests == []  # refused before any byte was sent
+
+
+def test_redirect_to_refused_address_is_not_followed(site):
+    other = LoopbackServer(host="127.0.0.2").start()
+    try:
+        other.routes["/internal"] = Route(200, b"internal")
+        site.routes["/feed"] = Route(302, b"", {"Location": other.url("/internal")})
+        with pytest.raises(FetchError) as error:
+            fetch(site.url("/feed"))
+        assert error.value.kind == "blocked_address"
+        assert other.requests == []
+    finally:
+        other.stop()
+
+
+def test_permanent_redirect_reports_new_url(site):
+    site.routes["/old"] = Route(301, b"", {"Location": "/new"})
+    site.routes["/new"] = Route(200, b"<rss/>")
+    result = fetch(site.url("/old"))
+    assert result.url == site.url("/new") and result.permanent_url == site.url("/new")
+    site.routes["/temp"] = Route(302, b"", {"Location": "/new"})
+    assert fetch(site.url("/temp")).permanent_url is None
+
+
+def test_redirect_loop_and_limit(site):
+    site.routes["/a"] = Route(302, b"", {"Location": "/b"})
+    site.routes["/b"] = Route(302, b"", {"Location": "/a"})
+    with pytest.raises(FetchError) as error:
+        fetch(site.url("/a"))
+    assert error.value.kind == "redirect_loop"
+    for index in range(10):
+        site.routes[f"/hop{index}"] = Route(302, b"", {"Location": f"/hop{index + 1}"})
+    with pytest.raises(FetchError) as error:
+        fetch(site.url("/hop0"), Network(allow_networks=["127.0.0.1/32"], max_redirects=3))
+    assert error.value.kind == "too_many_redirects"
+
+
+def test_size_cap_and_gzip_bomb(site):
+    site.routes["/big"] = Route(200, b"x" * 300_000)
+    with pytest.raises(FetchError) as error:
+        fetch(site.url("/big"), max_bytes=100_000)
+    assert error.value.kind == "too_large"
+    bomb = gzip.compress(b"\0" * 50_000_000)
+    assert len(bomb) < 100_000
+    site.routes["/bomb"] = Route(200, bomb, {"Content-Encoding": "gzip"})
+    with pytest.raises(FetchError) as error:
+        fetch(site.url("/bomb"), max_bytes=1_000_000)
+    assert error.value.kind == "too_large"
+
+
+def test_silent_server_times_out(site):
+    def slow(request):
+        time.sleep(3)
+        return Route(200, b"late")
+
+    site.routes["/slow"] = slow
+    started = time.monotonic()
+    with pytest.raises(FetchError) as error:
+        fetch(site.url("/slow"))
+    assert error.value.kind == "timeout"
+    assert time.monotonic() - started < 2.5
+
+
+def test_http_errors_carry_status(site):
+    site.routes["/gone"] = Route(410, b"gone")
+    with pytest.raises(FetchError) as error:
+        fetch(site.url("/gone"))
+    assert (error.value.kind, error.value.status) == ("http_error", 410)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "100.64.0.1",
+                                     "224.0.0.1", "0.0.0.0", "::1", "::ffff:127.0.0.1", "fe80::1", "fc00::1"])
+def test_policy_refuses_non_public_addresses(address):
+    assert not AddressPolicy().permits(address)
+
+
+def test_policy_allows_public_and_allowlisted():
+    assert AddressPolicy().permits("93.184.216.34")
+    assert AddressPolicy(["127.0.0.1/32"]).permits("127.0.0.1")
+    assert not AddressPolicy(["127.0.0.1/32"]).permits("127.0.0.2")
+
+
+def test_redact_hides_query_and_credentials():
+    assert redact("https://user:pw@example.org/feed?token=SECRET#x") == "https://example.org/feed?…"
