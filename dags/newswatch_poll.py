@@ -25,7 +25,6 @@ import os
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import Asset, TriggerRule, dag, task
 
 STORIES = Asset(name="newswatch_stories", uri="newswatch://stories")
@@ -42,7 +41,6 @@ default_args = {
 
 def _settings():
     from airflow.sdk.exceptions import AirflowFailException
-
     from newswatch.config import ConfigError, load_settings
 
     try:

@@ -7,8 +7,8 @@ edited copy, linked from its feed behind ``utm_`` tracking parameters. A third f
 
 from __future__ import annotations
 
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 

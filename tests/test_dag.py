@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scenario import serve_seed_sites, seed_config
+from tests.scenario import seed_config, serve_seed_sites
 
 ROOT = Path(__file__).resolve().parents[1]
 

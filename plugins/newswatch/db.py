@@ -62,6 +62,11 @@ def transaction(url: str | None = None) -> Iterator[psycopg2.extensions.cursor]:
         conn.close()
 
 
+def strip_nul(value: object) -> object:
+    """PostgreSQL text cannot hold NUL bytes and psycopg2 raises on them, which would lose a batch."""
+    return value.replace("\x00", "") if isinstance(value, str) else value
+
+
 def _migrations() -> list[tuple[int, str, str]]:
     files = resources.files("newswatch").joinpath("migrations")
     found = []

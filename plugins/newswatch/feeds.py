@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import html
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,10 +17,9 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
+from newswatch.extract import html_to_text
+
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
-_TAG = re.compile(r"<[^>]+>")
-_BLOCK_END = re.compile(r"</(p|div|li|h[1-6]|blockquote)>|<br\s*/?>", re.IGNORECASE)
-_SPACES = re.compile(r"[ \t\r\f\v]+")
 _SKEW = timedelta(hours=1)
 
 
@@ -49,23 +47,6 @@ class ParsedFeed:
     entries: list[FeedEntry] = field(default_factory=list)
     ttl_minutes: int | None = None
     warning: str | None = None
-
-
-def html_to_text(fragment: str) -> str:
-    """Plain text from a feed's HTML fragment, paragraphs kept as blank-line breaks."""
-    text = _BLOCK_END.sub("\n\n", fragment or "")
-    text = html.unescape(_TAG.sub(" ", text))
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
-    paragraphs, current = [], []
-    for line in lines:
-        if line:
-            current.append(line)
-        elif current:
-            paragraphs.append(" ".join(current))
-            current = []
-    if current:
-        paragraphs.append(" ".join(current))
-    return "\n\n".join(paragraphs)
 
 
 def _timestamp(entry: feedparser.FeedParserDict, now: datetime) -> datetime | None:

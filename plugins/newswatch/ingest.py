@@ -142,7 +142,7 @@ def _store(cur, entry: dict, article: ExtractedArticle, settings: Settings) -> i
     """Insert the article and its LSH bands; None when its canonical URL is already stored."""
     canonical = article.canonical_url or canonicalize_url(entry["url"])
     print_ = fingerprint(article.body, settings.dedup.min_tokens)
-    clean = _no_nul
+    clean = db.strip_nul
     cur.execute(
         """
         INSERT INTO articles (url, canonical_url, title, body, summary, language, authors, site_name,
@@ -169,8 +169,3 @@ def _store(cur, entry: dict, article: ExtractedArticle, settings: Settings) -> i
             [(band, value, row["id"], article.language) for band, value in bands],
         )
     return row["id"]
-
-
-def _no_nul(value: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL bytes; psycopg2 raises on them."""
-    return value.replace("\x00", "") if value else value

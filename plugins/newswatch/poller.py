@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 from psycopg2.extras import execute_values
 
 from newswatch import db
-from newswatch.config import Feed, Settings
+from newswatch.config import Settings
 from newswatch.feeds import FeedError, parse_feed
 from newswatch.fetcher import Fetcher, FetchError, FetchResult, redact
 
 log = logging.getLogger(__name__)
 
-FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
 
 
 @dataclass
@@ -147,7 +149,7 @@ def _record(
                 INSERT INTO feed_entries (feed_id, guid, url, title, summary, published_at)
                 VALUES %s ON CONFLICT (feed_id, guid) DO NOTHING RETURNING id
                 """,
-                [tuple(_strip_nul(value) for value in entry) for entry in entries],
+                [tuple(db.strip_nul(value) for value in entry) for entry in entries],
                 fetch=True,
             )
             new_entries = len(inserted)
@@ -184,12 +186,3 @@ def _record(
              int((time.monotonic() - started) * 1000)),
         )
     return new_entries
-
-
-def _strip_nul(value: object) -> object:
-    """PostgreSQL text cannot hold NUL; psycopg2 raises on it, which would lose the whole batch."""
-    return value.replace("\x00", "") if isinstance(value, str) else value
-
-
-def feed_by_name(settings: Settings, name: str) -> Feed | None:
-    return next((feed for feed in settings.feeds if feed.name == name), None)
