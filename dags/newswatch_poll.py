@@ -41,6 +41,7 @@ default_args = {
 
 def _settings():
     from airflow.sdk.exceptions import AirflowFailException
+
     from newswatch.config import ConfigError, load_settings
 
     try:

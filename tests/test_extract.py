@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
 from newswatch import language
 from newswatch.extract import MAX_HTML_BYTES, ExtractedArticle, decode_html, extract_article, html_to_text
 from newswatch.language import detect_language

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from newswatch.cli import main
-
 from tests.scenario import seed_config, serve_seed_sites
 
 

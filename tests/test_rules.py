@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from newswatch.rules import (
     Document,
     RuleSyntaxError,
@@ -13,7 +14,6 @@ from newswatch.rules import (
     normalize_text,
     prepare,
 )
-
 from tests.scenario import shipped_rule
 
 # The shipped `syria-strikes` rule, read from config/newswatch.yaml so the tests cover what ships.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from newswatch.urls import TRACKING_PARAMS, canonicalize_url, is_same_site
 
 

@@ -1,0 +1,74 @@
+"""Fingerprints and story grouping: copies join, unrelated and too-short texts stay apart."""
+
+from __future__ import annotations
+
+from newswatch.config import Settings
+from newswatch.dedup import BANDS, fingerprint, similarity
+from newswatch.stories import assign_stories
+
+SEED_BODY = " ".join(
+    f"Paragraphe {n} : les forces américaines ont mené des frappes contre des milices en Syrie orientale."
+    for n in range(12)
+)
+
+
+def test_normalised_text_gives_the_same_hash():
+    a = fingerprint("Les frappes  en Syrie — « confirmées »", 3)
+    b = fingerprint("les FRAPPES en syrie - \"confirmees\"", 3)
+    assert a.content_hash == b.content_hash
+
+
+def test_short_texts_get_no_signature():
+    """Empty or tiny extractions (paywalls) would all look identical to MinHash: never compare them."""
+    short = fingerprint("Subscribe to read this article.", 40)
+    assert short.signature is None and short.bands() == []
+    long = fingerprint(SEED_BODY, 40)
+    assert long.signature is not None and len(long.bands()) == BANDS
+
+
+def test_similarity_separates_edits_from_other_stories():
+    original = fingerprint(SEED_BODY, 40)
+    edited = fingerprint(SEED_BODY.replace("Paragraphe 3 :", "Un autre paragraphe :"), 40)
+    other = fingerprint(" ".join(f"Le championnat de football reprend samedi, journée {n}." for n in range(30)), 40)
+    assert similarity(original.signature, edited.signature) > 0.8
+    assert similarity(original.signature, other.signature) < 0.1
+    shared = set(original.bands()) & set(fingerprint(SEED_BODY, 40).bands())
+    assert len(shared) == BANDS
+
+
+def _insert(query, name: str, body: str, language: str = "fr") -> int:
+    print_ = fingerprint(body, 40)
+    article_id = query(
+        "INSERT INTO articles (url, canonical_url, title, body, language, feed, extraction, content_hash, minhash) "
+        "VALUES (%s, %s, %s, %s, %s, 'test', 'trafilatura', %s, %s) RETURNING id",
+        (f"http://127.0.0.1/{name}", f"http://127.0.0.1/{name}", name, body, language,
+         print_.content_hash, print_.signature_bytes),
+    )[0]["id"]
+    for band, value in print_.bands():
+        query("INSERT INTO article_bands (band, hash, article_id, language) VALUES (%s, %s, %s, %s)",
+              (band, value, article_id, language))
+    return article_id
+
+
+def test_assign_stories_groups_copies_and_records_why(query):
+    settings = Settings()
+    first = _insert(query, "original", SEED_BODY)
+    same = _insert(query, "same-text", SEED_BODY.upper())
+    near = _insert(query, "rewrite", SEED_BODY.replace("Paragraphe 5 :", "Selon Reuters,"))
+    other = _insert(query, "football", " ".join(f"Le championnat reprend samedi, journée {n}." for n in range(30)))
+    stub_a = _insert(query, "paywall-a", "Réservé aux abonnés.")
+    stub_b = _insert(query, "paywall-b", "Réservé aux abonnés.")
+    # A near-duplicate labelled with another language is not compared (cross-language linking is separate).
+    english = _insert(query, "english-copy", SEED_BODY.replace("Paragraphe 7 :", "Paragraph 7:"), language="en")
+
+    counts = assign_stories(settings)
+    assert counts == {"articles": 7, "new_stories": 5, "joined": 2}
+    rows = {row["id"]: row for row in query("SELECT id, story_id, dedup_reason, dedup_of FROM articles")}
+    assert rows[same]["story_id"] == rows[first]["story_id"] and rows[same]["dedup_reason"] == "content_hash"
+    assert rows[near]["story_id"] == rows[first]["story_id"] and rows[near]["dedup_reason"] == "near_duplicate"
+    assert rows[near]["dedup_of"] in (first, same)
+    assert len({rows[i]["story_id"] for i in (first, other, stub_a, stub_b, english)}) == 5
+    story = query("SELECT * FROM stories WHERE id = %s", (rows[first]["story_id"],))[0]
+    assert story["article_count"] == 3 and story["languages"] == ["fr"] and story["representative_article"] == first
+
+    assert assign_stories(settings) == {"articles": 0, "new_stories": 0, "joined": 0}  # a re-run changes nothing
