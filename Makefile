@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export NEWSWATCH_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: install run poll test lint lock stop clean
+.PHONY: install run poll demo test lint lock stop clean
 
 install: $(STAMP)
 
@@ -24,12 +24,17 @@ poll: install
 	@if [ -z "$$NEWSWATCH_DATABASE_URL" ]; then $(BIN)/newswatch db start >/dev/null; fi
 	$(BIN)/newswatch poll
 
+# One offline cycle against two local copies of a French wire story: one story, one alert.
+demo: install
+	@if [ -z "$$NEWSWATCH_DATABASE_URL" ]; then $(BIN)/newswatch db start >/dev/null; fi
+	$(BIN)/python scripts/demo.py
+
 test: install
-	$(BIN)/ruff check dags plugins tests bench
+	$(BIN)/ruff check dags plugins tests bench scripts
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check dags plugins tests bench
+	$(BIN)/ruff check dags plugins tests bench scripts
 
 # Re-resolve the pinned requirements from requirements*.in.
 lock:
