@@ -84,8 +84,9 @@ def test_airflow_dags_test_cli_with_only_env(airflow_db, tmp_path, site, webhook
     """`airflow dags test newswatch_poll` with NEWSWATCH_CONFIG, NEWSWATCH_DATABASE_URL and AIRFLOW__CORE__*."""
     serve_seed_sites(site)
     config = seed_config(tmp_path / "newswatch.yaml", site, webhook, smtp)
+    # Airflow's metadata is the SQLite file under AIRFLOW_HOME: no AIRFLOW__DATABASE__ variable needed.
     env = {key: value for key, value in os.environ.items()
-           if key.startswith(("AIRFLOW__CORE__", "AIRFLOW_HOME", "AIRFLOW__DATABASE__")) or key in ("PATH", "HOME")}
+           if key.startswith("AIRFLOW__CORE__") or key in ("AIRFLOW_HOME", "PATH", "HOME")}
     env.update(NEWSWATCH_CONFIG=str(config), NEWSWATCH_DATABASE_URL=database_url)
     result = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "newswatch_poll"],
                             env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
