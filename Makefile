@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINT_PATHS := $(wildcard dags plugins tests bench scripts)
 export NEWSWATCH_DATA_DIR ?= $(CURDIR)/.data
 
 .PHONY: install run poll demo test lint lock stop clean
@@ -30,11 +31,11 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 test: install
-	$(BIN)/ruff check dags plugins tests bench scripts
+	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check dags plugins tests bench scripts
+	$(BIN)/ruff check $(LINT_PATHS)
 
 # Re-resolve the pinned requirements from requirements*.in.
 lock:
