@@ -51,7 +51,7 @@ def test_retried_stages_add_nothing(tmp_path, site, webhook, smtp, query):
 
     query("UPDATE articles SET matched_at = NULL")  # as if match_rules crashed before its commit
     assert match_rules(settings)["new_alerts"] == 0
-    assert deliver_alerts(settings) == {"sent": 0, "failed": 0, "gave_up": 0}
+    assert deliver_alerts(settings) == {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0}
     assert len(query("SELECT id FROM alerts")) == 2
     assert len(webhook.received) == 1 and len(smtp.wait_for(1)) == 1
 
@@ -96,3 +96,125 @@ def test_alerts_file_channel(tmp_path, site, webhook, smtp, query):
     lines = [yaml.safe_load(line) for line in target.read_text().splitlines()]
     assert len(lines) == 2 and {line["rule"] for line in lines} == {"syria-strikes"}
     assert lines[0]["language"] == "fr" and lines[0]["story_id"] == lines[1]["story_id"]
+
+
+def _copy_of_page_a(site, path: str) -> None:
+    """Another site republishing the seed page under its own canonical URL."""
+    from tests.scenario import FIXTURES
+    from tests.servers import Route
+
+    page = (FIXTURES / "seed_site_a.html").read_bytes().replace(
+        b"/monde/contre-attaque-americaine-en-syrie", path.encode())
+    site.routes[path] = Route(200, page, {"Content-Type": "text/html; charset=utf-8"})
+
+
+def test_a_story_that_grows_sends_one_update_never_a_repeat(tmp_path, site, webhook, smtp, query):
+    from tests.scenario import SEED_TITLE, rss
+    from tests.servers import Route
+
+    serve_seed_sites(site)
+    settings = _settings(tmp_path, site, webhook, smtp)
+    run_cycle(settings)
+    assert len(webhook.received) == 1
+
+    # Three more sites carry the story: the story gains sources, so one update is sent, once.
+    feeds = []
+    for index in range(3):
+        path = f"/copy{index}/story"
+        _copy_of_page_a(site, path)
+        document = rss(f"Copy {index}", [{"title": SEED_TITLE, "link": site.url(path)}])
+        site.routes[f"/copy{index}/rss"] = Route(200, document, {"Content-Type": "application/rss+xml"})
+        feeds.append({"name": f"copy-{index}", "url": site.url(f"/copy{index}/rss")})
+    settings = _settings(tmp_path, site, webhook, smtp, feeds=[{"name": f.name, "url": f.url} for f in settings.feeds]
+                         + feeds)
+    run_cycle(settings)
+    run_cycle(settings)
+    assert query("SELECT article_count FROM stories")[0]["article_count"] == 5
+    kinds = sorted((row["channel"], row["kind"]) for row in query("SELECT channel, kind FROM alerts"))
+    assert kinds == [("email", "new"), ("email", "update"), ("webhook", "new"), ("webhook", "update")]
+    assert len(webhook.received) == 2
+    assert webhook.received[1]["title"].startswith("[newswatch] update: syria-strikes")
+
+
+def test_digest_rule_sends_one_message_per_period(tmp_path, site, webhook, smtp, query):
+    serve_seed_sites(site)
+    settings = _settings(tmp_path, site, webhook, smtp, rules=[
+        {"name": "syria-digest", "query": "syrie OR syria", "channels": ["webhook"],
+         "digest": {"at": "08:00", "timezone": "Europe/Paris"}}])
+    run_cycle(settings)
+    parked = query("SELECT status, digest_due_at FROM alerts")
+    assert len(parked) == 1 and parked[0]["status"] == "pending" and parked[0]["digest_due_at"] is not None
+    assert parked[0]["digest_due_at"].astimezone().strftime("%M") == "00"
+    assert webhook.received == []
+
+    query("UPDATE alerts SET digest_due_at = now() - interval '1 minute'")  # the clock reaches 08:00
+    run_cycle(settings)
+    run_cycle(settings)
+    assert len(webhook.received) == 1
+    assert webhook.received[0]["title"] == "[newswatch] syria-digest: 1 story (digest)"
+    assert "Contre-attaque américaine en Syrie" in webhook.received[0]["message"]
+    assert query("SELECT status FROM alerts")[0]["status"] == "sent"
+    assert [row["status"] for row in query("SELECT status FROM digests")] == ["sent"]
+
+
+def test_signed_webhook_html_email_and_attempt_log(tmp_path, site, webhook, smtp, query):
+    import hashlib
+    import hmac
+
+    from tests.scenario import SEED_TITLE, rss
+    from tests.servers import Route
+
+    serve_seed_sites(site)
+    hostile = SEED_TITLE + ' <img src=x onerror="alert(1)"> 5 < 6 & <!channel>'
+    for feed, page in (("/a/feed.xml", "/monde/contre-attaque-americaine-en-syrie"),
+                       ("/b/rss", "/2022/08/25/syrie-contre-attaque.html")):
+        site.routes[feed] = Route(200, rss("x", [{"title": hostile, "link": site.url(page)}]),
+                                  {"Content-Type": "application/rss+xml"})
+    port = webhook.server_address[1]
+    settings = _settings(tmp_path, site, webhook, smtp, channels=[
+        {"name": "webhook", "url": f"webhook+http://127.0.0.1:{port}/signed", "secret": "k3y"},
+        {"name": "email", "url": f"mailto://127.0.0.1:{smtp.port}?from=nw@example.org&to=desk@example.org"
+                                 "&mode=insecure"}])
+    run_cycle(settings)
+
+    request = next(r for r in webhook.requests if r.path == "/signed")
+    expected = hmac.new(b"k3y", request.headers["x-newswatch-timestamp"].encode() + b"." + request.body,
+                        hashlib.sha256).hexdigest()
+    assert request.headers["x-newswatch-signature"] == f"sha256={expected}"
+    key = query("SELECT idempotency_key FROM alerts WHERE channel = 'webhook'")[0]["idempotency_key"]
+    assert request.headers["idempotency-key"] == key and webhook.received[0]["idempotency_key"] == key
+
+    mail = smtp.wait_for(1)[0]
+    html = next(part.get_payload(decode=True).decode() for part in mail.walk()
+                if part.get_content_type() == "text/html")
+    assert "5 &lt; 6 &amp;" in html  # feed text is escaped, not interpreted
+    assert "<img" not in html and "onerror" not in html
+    attempts = query("SELECT channel, outcome FROM delivery_attempts ORDER BY channel")
+    assert attempts == [{"channel": "email", "outcome": "sent"}, {"channel": "webhook", "outcome": "sent"}]
+
+
+def test_channel_from_airflow_connection(tmp_path, site, webhook, smtp, query, monkeypatch):
+    import json
+
+    serve_seed_sites(site)
+    port = webhook.server_address[1]
+    monkeypatch.setenv("AIRFLOW_CONN_NEWS_DESK", json.dumps(
+        {"conn_type": "apprise", "extra": {"config": {"path": f"json://127.0.0.1:{port}/from-connection"}}}))
+    settings = _settings(tmp_path, site, webhook, smtp, channels=[
+        {"name": "webhook", "connection": "news_desk"}, {"name": "email", "connection": "missing_conn"}])
+    run_cycle(settings)
+    assert [r.path for r in webhook.requests] == ["/from-connection"]
+    failed = query("SELECT last_error FROM alerts WHERE channel = 'email'")[0]["last_error"]
+    assert "missing_conn" in failed
+
+
+def test_slack_compatible_endpoint(tmp_path, site, webhook, smtp, query):
+    """Mattermost speaks Slack's incoming-webhook format; Apprise's mmost:// can target loopback."""
+    serve_seed_sites(site)
+    port = webhook.server_address[1]
+    settings = _settings(tmp_path, site, webhook, smtp, channels=[
+        {"name": "webhook", "url": f"mmost://127.0.0.1:{port}/hookstoken"},
+        {"name": "email", "url": f"jsonl://{tmp_path / 'alerts.jsonl'}"}])
+    run_cycle(settings)
+    assert len(webhook.received) == 1
+    assert "syria-strikes" in webhook.received[0]["text"] and "<!channel>" not in webhook.received[0]["text"]

@@ -1,73 +1,76 @@
 """Match rules against newly clustered articles and deliver the resulting alerts.
 
-Matching writes the alert outbox: one row per (rule, story, channel), inserted in the same
+Matching writes the alert outbox: one row per (rule, story, channel, kind), inserted in the same
 transaction that marks the article as matched, under a unique key. A retried task, a re-run of the
-DAG or a later copy of the same story therefore finds the row already there and adds nothing.
+DAG or a later copy of the same story therefore finds the row already there and adds nothing. The
+one exception is by design: when a story that already alerted gains a language or several sources,
+a single ``update`` alert is recorded (the unique key stops any second one).
+
 Delivery claims due rows one at a time (``FOR UPDATE SKIP LOCKED``), sends, and records the outcome
-in the same transaction; a failed send is retried on later cycles with exponential backoff. Delivery
-is at-least-once (a crash between send and commit repeats one message), so every message carries an
-idempotency key (``Alert-Id``) for receivers that deduplicate.
+and the attempt in the same transaction; a failed send is retried on later cycles with exponential
+backoff. Delivery is at-least-once (a crash between send and commit repeats one message), so every
+message carries an idempotency key for receivers that deduplicate. Digest rules park their alerts
+until the digest is due, then one message per (rule, channel, due time) lists them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from newswatch import db
+from newswatch.config import Rule as RuleConfig
 from newswatch.config import Settings
-from newswatch.delivery import AlertMessage, DeliveryError, redact_channel, send
+from newswatch.delivery import AlertMessage, DeliveryError, DigestMessage, Message, send_to_channel
 from newswatch.rules import Document, Rule, compile_rule
 
 log = logging.getLogger(__name__)
 
 _MATCH_BATCH = 200
 _MAX_BACKOFF = timedelta(hours=6)
+_UPDATE_MIN_NEW_SOURCES = 2
 
 
-def idempotency_key(rule: str, story_id: int, channel: str) -> str:
-    return hashlib.sha256(f"{rule}\x1f{story_id}\x1f{channel}".encode()).hexdigest()[:32]
+def idempotency_key(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()[:32]
 
 
-def compiled_rules(settings: Settings) -> list[tuple[str, Rule, list[str]]]:
-    return [(rule.name, compile_rule(rule.query), rule.channels) for rule in settings.rules if rule.enabled]
+def compiled_rules(settings: Settings) -> list[tuple[RuleConfig, Rule]]:
+    return [(rule, compile_rule(rule.query)) for rule in settings.rules if rule.enabled]
 
 
 def match_rules(settings: Settings) -> dict[str, int]:
     """Match every clustered, not yet matched article; returns counts for logs and XCom."""
     rules = compiled_rules(settings)
-    counts = {"articles": 0, "matches": 0, "new_alerts": 0}
+    counts = {"articles": 0, "matches": 0, "new_alerts": 0, "updates": 0}
     while True:
         with db.transaction() as cur:
             cur.execute(
                 """
-                SELECT id, story_id, title, body, language, feed FROM articles
-                WHERE matched_at IS NULL AND story_id IS NOT NULL
-                ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+                SELECT a.id, a.story_id, a.title, a.body, a.language, a.feed, a.canonical_url,
+                       s.languages AS story_languages, cardinality(s.feeds) AS story_sources
+                FROM articles a JOIN stories s ON s.id = a.story_id
+                WHERE a.matched_at IS NULL
+                ORDER BY a.id LIMIT %s FOR UPDATE OF a SKIP LOCKED
                 """,
                 (_MATCH_BATCH,),
             )
             articles = cur.fetchall()
+            now = datetime.now(UTC)
             for article in articles:
                 document = Document(title=article["title"], body=article["body"],
                                     language=article["language"], feed=article["feed"])
-                for name, rule, channels in rules:
+                for config, rule in rules:
                     if not rule.matches(document):
                         continue
                     counts["matches"] += 1
                     terms = rule.explain(document)
-                    for channel in channels:
-                        cur.execute(
-                            """
-                            INSERT INTO alerts (rule, story_id, article_id, channel, matched_terms, idempotency_key)
-                            VALUES (%s, %s, %s, %s, %s, %s)
-                            ON CONFLICT DO NOTHING RETURNING id
-                            """,
-                            (name, article["story_id"], article["id"], channel, terms,
-                             idempotency_key(name, article["story_id"], channel)),
-                        )
-                        counts["new_alerts"] += cur.fetchone() is not None
+                    for channel in config.channels:
+                        new, update = _record_alert(cur, config, channel, article, terms, now)
+                        counts["new_alerts"] += new
+                        counts["updates"] += update
             if articles:
                 cur.execute("UPDATE articles SET matched_at = now() WHERE id = ANY(%s)",
                             ([article["id"] for article in articles],))
@@ -76,21 +79,56 @@ def match_rules(settings: Settings) -> dict[str, int]:
             return counts
 
 
+def _record_alert(cur, rule: RuleConfig, channel: str, article: dict, terms: list[str], now: datetime
+                  ) -> tuple[bool, bool]:
+    """Insert the story's alert for this rule and channel, or its one update; (new?, update?)."""
+    digest_due = rule.digest.next_due(now) if rule.digest else None
+    story = article["story_id"]
+    values = (rule.name, story, article["id"], channel, terms, article["story_languages"], article["story_sources"],
+              digest_due)
+    cur.execute(
+        """
+        INSERT INTO alerts (rule, story_id, article_id, channel, matched_terms, story_languages, story_sources,
+                            digest_due_at, kind, idempotency_key)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'new', %s)
+        ON CONFLICT DO NOTHING RETURNING id
+        """,
+        (*values, idempotency_key(rule.name, story, channel)),
+    )
+    if cur.fetchone() is not None:
+        return True, False
+    if not rule.updates:
+        return False, False
+    cur.execute("SELECT story_languages, story_sources FROM alerts "
+                "WHERE rule = %s AND story_id = %s AND channel = %s AND kind = 'new'", (rule.name, story, channel))
+    first = cur.fetchone()
+    new_language = not set(article["story_languages"]) <= set(first["story_languages"])
+    more_sources = article["story_sources"] >= first["story_sources"] + _UPDATE_MIN_NEW_SOURCES
+    if not (new_language or more_sources):
+        return False, False
+    cur.execute(
+        """
+        INSERT INTO alerts (rule, story_id, article_id, channel, matched_terms, story_languages, story_sources,
+                            digest_due_at, kind, idempotency_key)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'update', %s)
+        ON CONFLICT DO NOTHING RETURNING id
+        """,
+        (*values, idempotency_key(rule.name, story, channel, "update")),
+    )
+    return False, cur.fetchone() is not None
+
+
 def deliver_alerts(settings: Settings) -> dict[str, int]:
-    """Send every due alert once; returns counts for logs and XCom."""
-    counts = {"sent": 0, "failed": 0, "gave_up": 0}
+    """Send every due instant alert and every due digest once; returns counts for logs and XCom."""
+    counts = {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0}
     attempted: set[int] = set()
     while True:
         with db.transaction() as cur:
             cur.execute(
-                """
-                SELECT al.id, al.rule, al.story_id, al.channel, al.matched_terms, al.attempts,
-                       al.idempotency_key, ar.title, ar.canonical_url, ar.language, ar.feed, ar.summary,
-                       ar.published_at, s.feeds AS sources
-                FROM alerts al
-                JOIN stories s ON s.id = al.story_id
-                LEFT JOIN articles ar ON ar.id = COALESCE(al.article_id, s.representative_article)
-                WHERE al.status = 'pending' AND al.next_attempt_at <= now() AND NOT (al.id = ANY(%s))
+                f"""
+                {_ALERT_SELECT}
+                WHERE al.status = 'pending' AND al.digest_due_at IS NULL AND al.next_attempt_at <= now()
+                  AND NOT (al.id = ANY(%s))
                 ORDER BY al.id LIMIT 1
                 FOR UPDATE OF al SKIP LOCKED
                 """,
@@ -98,37 +136,108 @@ def deliver_alerts(settings: Settings) -> dict[str, int]:
             )
             alert = cur.fetchone()
             if alert is None:
-                return counts
+                break
             attempted.add(alert["id"])
-            outcome = _deliver_one(cur, alert, settings)
+            outcome = _attempt(cur, settings, "alerts", alert, _message(alert))
             counts[outcome] += 1
+    _open_due_digests()
+    attempted.clear()
+    while True:
+        with db.transaction() as cur:
+            cur.execute(
+                """
+                SELECT * FROM digests WHERE status = 'pending' AND next_attempt_at <= now() AND NOT (id = ANY(%s))
+                ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+                """,
+                (list(attempted),),
+            )
+            digest = cur.fetchone()
+            if digest is None:
+                return counts
+            attempted.add(digest["id"])
+            cur.execute(f"{_ALERT_SELECT} WHERE al.digest_id = %s ORDER BY al.id", (digest["id"],))
+            items = [_message(row) for row in cur.fetchall()]
+            message = DigestMessage(digest["idempotency_key"], digest["rule"], digest["due_at"], items)
+            outcome = _attempt(cur, settings, "digests", digest, message)
+            if outcome == "sent":
+                cur.execute("UPDATE alerts SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
+                            "WHERE digest_id = %s", (digest["id"],))
+                counts["digests_sent"] += 1
+            else:
+                counts[outcome] += 1
 
 
-def _deliver_one(cur, alert: dict, settings: Settings) -> str:
-    attempts = alert["attempts"] + 1
-    channel = next((c for c in settings.channels if c.name == alert["channel"]), None)
+_ALERT_SELECT = """
+    SELECT al.id, al.rule, al.story_id, al.channel, al.matched_terms, al.attempts, al.kind,
+           al.idempotency_key, ar.title, ar.canonical_url, ar.language, ar.feed, ar.summary,
+           ar.published_at, s.feeds AS sources, s.languages
+    FROM alerts al
+    JOIN stories s ON s.id = al.story_id
+    LEFT JOIN articles ar ON ar.id = COALESCE(al.article_id, s.representative_article)
+"""
+
+
+def _open_due_digests() -> None:
+    """Gather parked alerts whose digest time has come into one digest row per (rule, channel, due)."""
+    with db.transaction() as cur:
+        cur.execute(
+            """
+            SELECT DISTINCT rule, channel, digest_due_at FROM alerts
+            WHERE status = 'pending' AND digest_id IS NULL AND digest_due_at <= now()
+            """
+        )
+        for group in cur.fetchall():
+            key = idempotency_key(group["rule"], group["channel"], group["digest_due_at"].isoformat(), "digest")
+            cur.execute(
+                """
+                INSERT INTO digests (rule, channel, due_at, idempotency_key) VALUES (%s, %s, %s, %s)
+                ON CONFLICT (rule, channel, due_at) DO UPDATE SET rule = EXCLUDED.rule RETURNING id, status
+                """,
+                (group["rule"], group["channel"], group["digest_due_at"], key),
+            )
+            digest = cur.fetchone()
+            if digest["status"] != "pending":
+                continue  # already sent: alerts parked for it after the send wait for the next period
+            cur.execute(
+                "UPDATE alerts SET digest_id = %s WHERE status = 'pending' AND digest_id IS NULL "
+                "AND rule = %s AND channel = %s AND digest_due_at = %s",
+                (digest["id"], group["rule"], group["channel"], group["digest_due_at"]),
+            )
+
+
+def _attempt(cur, settings: Settings, table: str, row: dict, message: Message) -> str:
+    """Send one alert or digest, record the attempt and its outcome; returns sent/failed/gave_up."""
+    attempts = row["attempts"] + 1
+    channel = next((c for c in settings.channels if c.name == row["channel"]), None)
+    started = time.monotonic()
     try:
         if channel is None:
-            raise DeliveryError(f"channel {alert['channel']!r} is no longer in the configuration")
-        send(channel.url, _message(alert))
+            raise DeliveryError(f"channel {row['channel']!r} is no longer in the configuration")
+        send_to_channel(channel, message)
     except DeliveryError as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a broken channel must not block the others
         error = f"{type(exc).__name__}: {exc}"
     else:
-        cur.execute(
-            "UPDATE alerts SET status = 'sent', attempts = %s, sent_at = now(), last_error = NULL WHERE id = %s",
-            (attempts, alert["id"]),
-        )
-        log.info("alert %s (%s) sent to %s", alert["id"], alert["rule"], redact_channel(channel.url))
+        error = None
+    owner = "alert_id" if table == "alerts" else "digest_id"
+    cur.execute(
+        f"INSERT INTO delivery_attempts ({owner}, channel, outcome, error, duration_ms) VALUES (%s, %s, %s, %s, %s)",
+        (row["id"], row["channel"], "failed" if error else "sent", error and error[:1000],
+         int((time.monotonic() - started) * 1000)),
+    )
+    if error is None:
+        cur.execute(f"UPDATE {table} SET status = 'sent', attempts = %s, sent_at = now(), last_error = NULL "
+                    "WHERE id = %s", (attempts, row["id"]))
+        log.info("%s %s (%s) sent to %s", table[:-1], row["id"], row["rule"], row["channel"])
         return "sent"
     gave_up = attempts >= settings.alerts.max_attempts
     delay = min(timedelta(seconds=settings.alerts.retry_base_seconds * 2 ** (attempts - 1)), _MAX_BACKOFF)
     cur.execute(
-        "UPDATE alerts SET status = %s, attempts = %s, last_error = %s, next_attempt_at = %s WHERE id = %s",
-        ("failed" if gave_up else "pending", attempts, error[:1000], datetime.now(UTC) + delay, alert["id"]),
+        f"UPDATE {table} SET status = %s, attempts = %s, last_error = %s, next_attempt_at = %s WHERE id = %s",
+        ("failed" if gave_up else "pending", attempts, error[:1000], datetime.now(UTC) + delay, row["id"]),
     )
-    log.warning("alert %s to channel %s failed (attempt %d): %s", alert["id"], alert["channel"], attempts, error)
+    log.warning("%s %s to channel %s failed (attempt %d): %s", table[:-1], row["id"], row["channel"], attempts, error)
     return "gave_up" if gave_up else "failed"
 
 
@@ -146,4 +255,6 @@ def _message(alert: dict) -> AlertMessage:
         matched_terms=list(alert["matched_terms"] or []),
         sources=list(alert["sources"] or []),
         summary=alert["summary"] or "",
+        kind=alert["kind"],
+        languages=list(alert["languages"] or []),
     )

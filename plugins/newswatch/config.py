@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +42,11 @@ class Feed(_Strict):
     url: str
     enabled: bool = True
     language: str | None = Field(default=None, description="Expected language, a hint only")
+    interval: int | None = Field(
+        default=None, ge=60, le=7 * 86400,
+        description="Seconds between polls of this feed, instead of the adaptive estimate; still clamped to "
+        "polling.min_interval..max_interval and raised to what the server asks (ttl, max-age, Retry-After)",
+    )
 
     @field_validator("url")
     @classmethod
@@ -50,11 +56,78 @@ class Feed(_Strict):
         return value
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class Digest(_Strict):
+    """Collect a rule's alerts and send one message per period: ``every: 1h`` or ``at: "08:00"``."""
+
+    every: str | None = Field(default=None, description="Period such as 15m, 1h, 1d (aligned to the clock)")
+    at: str | None = Field(default=None, description="Local time of day HH:MM for a daily digest")
+    timezone: str = "UTC"
+
+    @field_validator("every")
+    @classmethod
+    def _period(cls, value: str | None) -> str | None:
+        if value is not None:
+            match = _DURATION.match(value)
+            if not match or int(match.group(1)) == 0:
+                raise ValueError("must be a duration such as 15m, 1h or 1d")
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _clock(cls, value: str | None) -> str | None:
+        if value is not None and not _CLOCK.match(value):
+            raise ValueError("must be a time of day such as 08:00")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use a name such as Europe/Paris)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Digest:
+        if (self.every is None) == (self.at is None):
+            raise ValueError("give exactly one of every (a period) or at (a time of day)")
+        return self
+
+    def next_due(self, after: datetime) -> datetime:
+        """The first digest time strictly after ``after`` (an aware datetime), in UTC."""
+        from zoneinfo import ZoneInfo
+
+        if self.every is not None:
+            match = _DURATION.match(self.every)
+            assert match is not None
+            period = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            epoch = int(after.timestamp())
+            return datetime.fromtimestamp((epoch // period + 1) * period, tz=UTC)
+        assert self.at is not None
+        hour, minute = (int(part) for part in self.at.split(":"))
+        local = after.astimezone(ZoneInfo(self.timezone))
+        due = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if due <= local:
+            due = (local + timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
+        return due.astimezone(UTC)
+
+
 class Rule(_Strict):
     name: Name
     query: str
     channels: list[str] = Field(default_factory=list)
     enabled: bool = True
+    digest: Digest | None = Field(default=None, description="Send a digest per period instead of instant alerts")
+    updates: bool = Field(default=True, description="Send one update when an alerted story gains a language "
+                          "or sources")
 
     @field_validator("query")
     @classmethod
@@ -70,14 +143,23 @@ class Rule(_Strict):
 
 class Channel(_Strict):
     name: Name
-    url: str = Field(description="An Apprise URL; ${ENV} references are expanded at load time")
+    url: str | None = Field(default=None, description="An Apprise URL, webhook+https://… or jsonl://PATH; "
+                            "${ENV} references are expanded at load time")
+    connection: str | None = Field(default=None, description="Airflow connection id holding the URL instead")
+    secret: str | None = Field(default=None, description="HMAC-SHA256 key signing webhook+http(s):// bodies")
 
     @field_validator("url")
     @classmethod
-    def _has_scheme(cls, value: str) -> str:
-        if "://" not in value:
+    def _has_scheme(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
             raise ValueError("must be an Apprise URL such as json://host/path or mailto://user:pass@host")
         return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Channel:
+        if (self.url is None) == (self.connection is None):
+            raise ValueError("give exactly one of url or connection")
+        return self
 
 
 class Network(_Strict):
@@ -111,6 +193,46 @@ class Polling(_Strict):
     max_articles_per_feed: int = Field(default=50, ge=1, le=1000)
     article_max_attempts: int = Field(default=3, ge=1, le=20)
     article_retry_base_seconds: float = Field(default=120, ge=0, le=86400, description="Doubles per attempt")
+    min_interval: int = Field(
+        default=300, ge=60, le=86400,
+        description="Seconds: no feed is polled more often (politeness floor; also the backoff's first step)",
+    )
+    max_interval: int = Field(
+        default=6 * 3600, ge=60, le=7 * 86400,
+        description="Seconds: a quiet feed is still polled at least this often (server hints may ask for up to 24 h)",
+    )
+    max_backoff: int = Field(
+        default=86400, ge=60, le=7 * 86400,
+        description="Seconds: cap of the exponential backoff of a failing feed, which is then probed at that pace",
+    )
+    notify_after_failures: int = Field(
+        default=5, ge=1, le=1000,
+        description="Consecutive failures before the operator is told (once; and once more on recovery)",
+    )
+    per_host_concurrency: int = Field(
+        default=2, ge=1, le=16, description="Concurrent requests to one host from one process",
+    )
+    operator_channels: list[str] = Field(
+        default_factory=list,
+        description="Where feed health events go: names of `channels` entries or Apprise URLs; "
+        "when empty, events are only logged",
+    )
+
+    @field_validator("operator_channels")
+    @classmethod
+    def _channel_refs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if "://" not in item and not re.match(r"^[A-Za-z0-9][A-Za-z0-9 _.:-]*$", item):
+                raise ValueError(f"{item!r} is neither a channel name nor an Apprise URL")
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Polling:
+        if self.min_interval > self.max_interval:
+            raise ValueError("min_interval must not exceed max_interval")
+        if self.max_backoff < self.min_interval:
+            raise ValueError("max_backoff must not be below min_interval")
+        return self
 
 
 class Dedup(_Strict):

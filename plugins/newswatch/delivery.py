@@ -1,25 +1,49 @@
-"""Send alert messages to channels: any Apprise URL, plus ``jsonl://PATH`` for a local file.
+"""Send messages to channels: any Apprise URL, signed JSON webhooks, and ``jsonl://PATH`` files.
 
-Apprise never raises and Airflow's AppriseHook drops its result, so every send checks the result
-itself and raises DeliveryError: the outbox row then records the failure and is retried next cycle.
-``jsonl://`` appends one JSON object per alert to a file, which gives a newcomer an alert to look at
-before any real channel is configured.
+Apprise never raises and Airflow's AppriseHook drops its result, so every send checks the outcome
+itself and raises DeliveryError: the outbox row then records the failure and is retried later.
+
+- ``webhook+https://host/path`` (or ``webhook+http://``) POSTs the message as JSON with an
+  ``Idempotency-Key`` header and, when the channel has a ``secret``, an ``X-Newswatch-Signature:
+  sha256=<hex>`` HMAC of ``<timestamp>.<body>`` (timestamp in ``X-Newswatch-Timestamp``), so
+  receivers can verify the sender and drop repeats.
+- ``mailto://`` and ``mailtos://`` get an HTML body (with Apprise's plain-text alternative); every
+  feed-derived string is escaped.
+- Other Apprise URLs get plain text: no markup, so a feed title cannot become a Slack ``<!channel>``.
+- ``jsonl://PATH`` appends one JSON object per message to a local file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import escape
 from pathlib import Path
+from typing import Any, Protocol
+
+from newswatch.config import Channel
 
 log = logging.getLogger(__name__)
 
 JSONL_SCHEME = "jsonl://"
+WEBHOOK_SCHEMES = ("webhook+http://", "webhook+https://")
+_EMAIL_SCHEMES = ("mailto://", "mailtos://")
+_WEBHOOK_TIMEOUT = (5, 15)
 
 
 class DeliveryError(Exception):
     """A channel did not accept the message."""
+
+
+class Message(Protocol):
+    subject: str
+
+    def text(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -35,20 +59,23 @@ class AlertMessage:
     matched_terms: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     summary: str = ""
+    kind: str = "new"  # "update": the story gained languages or sources since its first alert
+    languages: list[str] = field(default_factory=list)
 
     @property
     def subject(self) -> str:
-        return f"[newswatch] {self.rule}: {self.title}"[:250]
+        prefix = "[newswatch] update: " if self.kind == "update" else "[newswatch] "
+        return f"{prefix}{self.rule}: {self.title}"[:250]
 
     def text(self) -> str:
         """A plain-text body: no markup, so feed text cannot become Slack mentions or HTML."""
-        lines = [
-            self.title,
-            self.url,
-            "",
+        lines = [self.title, self.url, ""]
+        if self.kind == "update":
+            lines += ["This story has grown since its first alert.", ""]
+        lines += [
             f"Rule: {self.rule}",
             f"Matched: {', '.join(self.matched_terms) or '-'}",
-            f"Language: {self.language or 'unknown'}",
+            f"Language: {', '.join(self.languages) or self.language or 'unknown'}",
             f"Sources: {', '.join(self.sources) or self.feed}",
             f"Published: {self.published_at or 'unknown'}",
         ]
@@ -57,11 +84,72 @@ class AlertMessage:
         lines += ["", f"Alert-Id: {self.idempotency_key}"]
         return "\n".join(lines)
 
+    def html(self) -> str:
+        rows = [("Rule", self.rule), ("Matched", ", ".join(self.matched_terms) or "-"),
+                ("Language", ", ".join(self.languages) or self.language or "unknown"),
+                ("Sources", ", ".join(self.sources) or self.feed), ("Published", self.published_at or "unknown")]
+        note = "<p><em>This story has grown since its first alert.</em></p>" if self.kind == "update" else ""
+        summary = f"<p>{escape(self.summary[:600])}</p>" if self.summary else ""
+        return (f"<h2>{_html_link(self.url, self.title)}</h2>{note}<table>"
+                + "".join(f"<tr><th align='left'>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+                + f"</table>{summary}<p style='color:#888'>Alert-Id: {escape(self.idempotency_key)}</p>")
+
+    def payload(self) -> dict[str, Any]:
+        return {"type": "alert", "subject": self.subject, "kind": self.kind, "rule": self.rule,
+                "story_id": self.story_id, "title": self.title, "url": self.url, "language": self.language,
+                "languages": self.languages, "feed": self.feed, "sources": self.sources,
+                "published_at": self.published_at, "matched_terms": self.matched_terms, "summary": self.summary,
+                "idempotency_key": self.idempotency_key}
+
+
+@dataclass(frozen=True)
+class DigestMessage:
+    idempotency_key: str
+    rule: str
+    due_at: datetime
+    items: list[AlertMessage]
+
+    @property
+    def subject(self) -> str:
+        count = len(self.items)
+        return f"[newswatch] {self.rule}: {count} {'story' if count == 1 else 'stories'} (digest)"
+
+    def text(self) -> str:
+        lines = [f"{self.subject} — {self.due_at:%Y-%m-%d %H:%M} UTC", ""]
+        for item in self.items:
+            marker = " (update)" if item.kind == "update" else ""
+            lines += [f"- {item.title}{marker}", f"  {item.url}",
+                      f"  {', '.join(item.languages) or item.language or '?'} · {', '.join(item.sources) or item.feed}"]
+        lines += ["", f"Digest-Id: {self.idempotency_key}"]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        rows = "".join(
+            f"<tr><td>{_html_link(item.url, item.title)}{' (update)' if item.kind == 'update' else ''}</td>"
+            f"<td>{escape(', '.join(item.languages) or item.language or '?')}</td>"
+            f"<td>{escape(', '.join(item.sources) or item.feed)}</td></tr>" for item in self.items)
+        return (f"<h2>{escape(self.subject)}</h2><table><tr><th>Story</th><th>Languages</th><th>Sources</th></tr>"
+                f"{rows}</table><p style='color:#888'>Digest-Id: {escape(self.idempotency_key)}</p>")
+
+    def payload(self) -> dict[str, Any]:
+        return {"type": "digest", "subject": self.subject, "rule": self.rule, "due_at": self.due_at.isoformat(),
+                "idempotency_key": self.idempotency_key, "items": [item.payload() for item in self.items]}
+
+
+def _html_link(url: str, text: str) -> str:
+    if url.startswith(("http://", "https://")):
+        return f'<a href="{escape(url)}">{escape(text)}</a>'
+    return escape(text)
+
 
 def redact_channel(url: str) -> str:
     """A channel URL safe to log: Apprise's own privacy rendering, or the scheme alone."""
     if url.startswith(JSONL_SCHEME):
         return url
+    if url.startswith(WEBHOOK_SCHEMES):
+        from newswatch.fetcher import redact
+
+        return "webhook+" + redact(url.removeprefix("webhook+"))
     try:
         import apprise
 
@@ -73,30 +161,100 @@ def redact_channel(url: str) -> str:
     return url.split("://", 1)[0] + "://…"
 
 
-def send(channel_url: str, message: AlertMessage) -> None:
-    """Deliver ``message`` to one channel or raise DeliveryError."""
+def channel_targets(channel: Channel) -> list[str]:
+    """The URL(s) behind a channel: its ``url``, or those stored in its Airflow connection.
+
+    A connection of type ``apprise`` keeps its URL(s) in ``extra.config.path`` (the Apprise provider's
+    format); any other type may keep one in ``extra.url``. Secrets then live in Airflow's secrets
+    backend instead of the YAML file.
+    """
+    if channel.url is not None:
+        return [channel.url]
+    try:
+        from airflow.sdk import BaseHook
+
+        connection = BaseHook.get_connection(channel.connection)
+    except Exception as exc:  # noqa: BLE001 - missing connections must be reported, not crash delivery
+        raise DeliveryError(f"Airflow connection {channel.connection!r} not found: {exc}") from None
+    extra = connection.extra_dejson
+    config = extra.get("config")
+    entries = config if isinstance(config, list) else [config] if config else []
+    urls = [entry["path"] for entry in entries if isinstance(entry, dict) and entry.get("path")]
+    if not urls and extra.get("url"):
+        urls = [extra["url"]]
+    if not urls:
+        raise DeliveryError(f"Airflow connection {channel.connection!r} has no URL (extra.config.path or extra.url)")
+    return urls
+
+
+def send_to_channel(channel: Channel, message: Message) -> None:
+    """Deliver ``message`` to every URL of ``channel`` or raise DeliveryError."""
+    for url in channel_targets(channel):
+        send(url, message, secret=channel.secret)
+
+
+def send(channel_url: str, message: Message, *, secret: str | None = None) -> None:
+    """Deliver ``message`` to one URL or raise DeliveryError."""
     if channel_url.startswith(JSONL_SCHEME):
         _append_jsonl(Path(channel_url[len(JSONL_SCHEME):]), message)
-        return
+    elif channel_url.startswith(WEBHOOK_SCHEMES):
+        _post_webhook(channel_url.removeprefix("webhook+"), message, secret)
+    else:
+        _send_apprise(channel_url, message)
+
+
+def _payload(message: Message) -> dict[str, Any]:
+    builder = getattr(message, "payload", None)
+    return builder() if builder else {"subject": message.subject, "text": message.text()}
+
+
+def _send_apprise(channel_url: str, message: Message) -> None:
     import apprise
 
     sender = apprise.Apprise()
     if not sender.add(channel_url):
         raise DeliveryError(f"not a valid Apprise URL: {redact_channel(channel_url)}")
-    result = sender.notify(
-        title=message.subject,
-        body=message.text(),
-        body_format=apprise.NotifyFormat.TEXT,
-        notify_type=apprise.NotifyType.INFO,
-    )
+    html = getattr(message, "html", None)
+    if channel_url.startswith(_EMAIL_SCHEMES) and html is not None:
+        body, body_format = html(), apprise.NotifyFormat.HTML
+    else:
+        body, body_format = message.text(), apprise.NotifyFormat.TEXT
+    result = sender.notify(title=message.subject, body=body, body_format=body_format,
+                           notify_type=apprise.NotifyType.INFO)
     if not result:
         raise DeliveryError(f"{redact_channel(channel_url)} did not accept the message ({result!r})")
 
 
-def _append_jsonl(path: Path, message: AlertMessage) -> None:
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Newswatch-Signature`` value: HMAC-SHA256 over ``timestamp.body``, like Stripe's scheme."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def _post_webhook(url: str, message: Message, secret: str | None) -> None:
+    import requests
+
+    body = json.dumps(_payload(message), ensure_ascii=False, default=str).encode("utf-8")
+    timestamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", "User-Agent": "newswatch",
+               "X-Newswatch-Timestamp": timestamp}
+    key = getattr(message, "idempotency_key", None)
+    if key:
+        headers["Idempotency-Key"] = key
+    if secret:
+        headers["X-Newswatch-Signature"] = signature(secret, timestamp, body)
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=_WEBHOOK_TIMEOUT, allow_redirects=False)
+    except requests.RequestException as exc:
+        raise DeliveryError(f"{redact_channel('webhook+' + url)}: {type(exc).__name__}") from None
+    if not 200 <= response.status_code < 300:
+        raise DeliveryError(f"{redact_channel('webhook+' + url)} answered HTTP {response.status_code}")
+
+
+def _append_jsonl(path: Path, message: Message) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"subject": message.subject, **asdict(message)}, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(_payload(message), ensure_ascii=False, default=str) + "\n")
     except OSError as exc:
         raise DeliveryError(f"cannot write {path}: {exc.strerror}") from None
