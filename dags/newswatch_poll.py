@@ -6,13 +6,13 @@ alert rules and delivers alerts: one cycle per run.
 
 | task | what it does |
 |---|---|
-| `load_config` | validates `config/newswatch.yaml` (or `$NEWSWATCH_CONFIG`), applies schema migrations, syncs the feeds table, splits feeds into batches |
+| `load_config` | validates `config/newswatch.yaml` (or `$NEWSWATCH_CONFIG`), applies schema migrations, syncs the feeds table, splits the feeds that are due into batches |
 | `poll_feeds` | one mapped instance per batch of feeds: conditional GET, parse, queue new entries |
 | `plan_articles` | lists queued entries due for fetching, in batches |
 | `fetch_articles` | one mapped instance per batch: fetch the page, extract text, store the article |
 | `cluster_stories` | groups new articles into stories (same text, near-duplicate text) |
 | `match_rules` | matches the rules and writes one alert per (rule, story, channel) to the outbox |
-| `deliver_alerts` | sends due alerts; failures stay queued and are retried next run |
+| `deliver_alerts` | sends due alerts and digests, then feed health events to the operator; failures stay queued and are retried next run |
 | `summarize` | records the run's counts in `poll_runs` |
 
 Every task is idempotent and keyed on content (feed GUIDs, canonical URLs, unique alert keys), so a
@@ -100,8 +100,12 @@ def newswatch_poll():
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def deliver_alerts() -> dict[str, int]:
         from newswatch.alerting import deliver_alerts as deliver
+        from newswatch.poller import deliver_operator_events
 
-        return deliver(_settings())
+        settings = _settings()
+        counts = deliver(settings)
+        counts.update({f"operator_{key}": value for key, value in deliver_operator_events(settings).items()})
+        return counts
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def summarize(polled, fetched, clustered, matched, delivered, dag_run=None) -> dict[str, int]:

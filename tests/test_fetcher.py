@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import socket
+import threading
 import time
 
 import pytest
@@ -99,6 +101,46 @@ def test_silent_server_times_out(site):
         fetch(site.url("/slow"))
     assert error.value.kind == "timeout"
     assert time.monotonic() - started < 2.5
+
+
+def test_headers_dripped_byte_by_byte_are_cut_by_the_total_deadline():
+    """Each byte arrives well within read_timeout, so only the total deadline (3 s) can stop it."""
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Padding: " + b"x" * 40 + b"\r\n\r\n"
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in response:
+                if stop.is_set():
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.25)  # the whole header would take about 20 s
+
+    threading.Thread(target=drip, daemon=True).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchError) as error:
+            fetch(f"http://127.0.0.1:{server.getsockname()[1]}/")
+        assert error.value.kind == "timeout"
+        assert time.monotonic() - started < 4.5
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_http_errors_carry_status_and_headers(site):
+    site.routes["/busy"] = Route(429, b"slow down", {"Retry-After": "120"})
+    with pytest.raises(FetchError) as error:
+        fetch(site.url("/busy"))
+    assert (error.value.status, error.value.headers["retry-after"]) == (429, "120")
 
 
 def test_http_errors_carry_status(site):

@@ -7,7 +7,9 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+
+from psycopg2.extras import RealDictCursor
 
 from newswatch import db
 from newswatch.config import ConfigError, config_path, load_settings
@@ -61,7 +63,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
         return _config_failure(exc)
     # With --json, stdout carries only the JSON document; progress goes to stderr.
     stream = sys.stderr if args.json else sys.stdout
-    totals = run_cycle(settings, progress=lambda line: print(line, file=stream))
+    totals = run_cycle(settings, progress=lambda line: print(line, file=stream), force=not args.due)
     if args.json:
         print(json.dumps(totals, indent=2, sort_keys=True))
     return 0
@@ -93,19 +95,34 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
+    """Feed health, failing feeds first: state, failures, last error, last success, next poll, interval."""
+    from newswatch.schedule import humanize
+
     with db.transaction() as cur:
         cur.execute(
             """
-            SELECT name, CASE WHEN NOT enabled THEN 'disabled'
-                              WHEN consecutive_failures > 0 THEN 'failing'
-                              WHEN last_success_at IS NULL THEN 'new' ELSE 'ok' END AS state,
-                   consecutive_failures AS failures, last_success_at AS last_success,
-                   last_error_kind AS error_kind, last_error AS error, next_poll_at AS next_poll, url
-            FROM feeds ORDER BY enabled DESC, consecutive_failures DESC, name
+            SELECT name,
+                   CASE WHEN NOT enabled THEN 'disabled (config)'
+                        WHEN disabled_reason IS NOT NULL THEN 'disabled (' || disabled_reason || ')'
+                        WHEN consecutive_failures > 0 THEN 'failing'
+                        WHEN last_success_at IS NULL THEN 'new' ELSE 'ok' END AS state,
+                   consecutive_failures AS failures, last_error_kind AS error_kind, last_error AS error,
+                   last_success_at AS last_success, last_polled_at AS last_polled,
+                   CASE WHEN enabled AND disabled_reason IS NULL THEN next_poll_at END AS next_poll,
+                   interval_seconds, server_min_interval, last_status, url, config_url,
+                   permanent_redirect_url, redirect_count, disabled_reason, disabled_at
+            FROM feeds
+            ORDER BY CASE WHEN NOT enabled OR disabled_reason IS NOT NULL THEN 3
+                          WHEN consecutive_failures > 0 THEN 0
+                          WHEN last_success_at IS NULL THEN 1 ELSE 2 END,
+                     consecutive_failures DESC, name
             """
         )
         rows = cur.fetchall()
-    _output(rows, ["name", "state", "failures", "last_success", "error_kind", "error", "url"], args.json)
+    for row in rows:
+        row["interval"] = humanize(row["interval_seconds"])
+    _output(rows, ["name", "state", "failures", "error_kind", "error", "last_success", "next_poll", "interval",
+                   "url"], args.json)
     return 0
 
 
@@ -135,6 +152,57 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    """Show what a configured rule, or a draft query, would have matched in the stored archive."""
+    from newswatch.rules import Document, RuleSyntaxError, compile_rule
+
+    query = args.rule
+    try:
+        settings = load_settings(args.config)
+        configured = next((rule for rule in settings.rules if rule.name == args.rule), None)
+        if configured is not None:
+            query = configured.query
+    except ConfigError:
+        configured = None
+    try:
+        rule = compile_rule(query)
+    except RuleSyntaxError as exc:
+        print(f"newswatch: invalid query: {exc}", file=sys.stderr)
+        print(f"  {query}\n  {' ' * exc.position}^", file=sys.stderr)
+        return 2
+    since = datetime.now(UTC) - timedelta(days=args.days)
+    stories: dict[int, dict] = {}
+    scanned = 0
+    conn = db.connect()
+    try:
+        with conn, conn.cursor("rules_test", cursor_factory=RealDictCursor) as cur:  # streamed, not loaded
+            cur.itersize = 500
+            cur.execute(
+                "SELECT id, story_id, title, body, language, feed, fetched_at FROM articles "
+                "WHERE fetched_at >= %s ORDER BY fetched_at DESC", (since,))
+            for article in cur:
+                scanned += 1
+                document = Document(article["title"], article["body"], article["language"], article["feed"])
+                if not rule.matches(document):
+                    continue
+                story = stories.setdefault(article["story_id"], {
+                    "story": article["story_id"], "articles": 0, "title": article["title"], "feeds": set(),
+                    "languages": set(), "last_seen": article["fetched_at"], "matched": rule.explain(document)})
+                story["articles"] += 1
+                story["feeds"].add(article["feed"])
+                story["languages"].add(article["language"] or "?")
+    finally:
+        conn.close()
+    rows = [{**story, "feeds": sorted(story["feeds"]), "languages": sorted(story["languages"])}
+            for story in stories.values()][: args.limit]
+    source = f"rule {args.rule!r}" if configured else "draft query"
+    if not args.json:
+        print(f"{source}: {len(stories)} stories ({sum(s['articles'] for s in stories.values())} articles) "
+              f"matched among {scanned} articles of the last {args.days} days")
+    _output(rows, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"], args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newswatch", description="Scheduled news monitoring.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -143,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     poll = sub.add_parser("poll", help="run one full cycle now over all enabled feeds")
     poll.add_argument("--config", help="config file (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)")
     poll.add_argument("--json", action="store_true", help="print the run's counts as JSON")
+    poll.add_argument("--due", action="store_true",
+                      help="poll only the feeds that are due, as the scheduled DAG does (default: all enabled feeds)")
     poll.set_defaults(func=cmd_poll)
 
     check = sub.add_parser("check-config", help="validate the config and print every problem")
@@ -165,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
         listing.add_argument("--json", action="store_true", help="JSON instead of a table")
         listing.add_argument("--limit", type=int, default=50)
         listing.set_defaults(func=func)
+    rules = sub.add_parser("rules", help="work on alert rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rules_test = rules_sub.add_parser("test", help="what a rule (by name) or a draft query would have matched")
+    rules_test.add_argument("rule", help="a rule name from the config, or a query such as 'syria AND strike*'")
+    rules_test.add_argument("--days", type=int, default=7, help="how far back to look (default 7)")
+    rules_test.add_argument("--limit", type=int, default=50)
+    rules_test.add_argument("--json", action="store_true", help="JSON instead of a table")
+    rules_test.add_argument("--config", help="config file (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)")
+    rules_test.set_defaults(func=cmd_rules_test)
     return parser
 
 

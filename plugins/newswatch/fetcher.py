@@ -5,18 +5,27 @@ deadline, a size cap enforced on the decompressed stream (gzip bombs stop at the
 limit with each hop checked, and refusal of private, loopback, link-local, multicast and reserved
 addresses unless ``network.allow_networks`` admits them. The address is checked after DNS resolution
 and again on the socket actually connected, so DNS rebinding cannot slip through.
+
+The total deadline is enforced by a watchdog that shuts the socket down: requests' timeouts apply to
+each read, so a server dripping one byte per second would otherwise hold a worker for ever. A
+:class:`HostLimiter` caps concurrent requests per host (each redirect hop takes its own host's slot).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from newswatch.config import Network
 
@@ -28,10 +37,11 @@ _PERMANENT_REDIRECTS = {301, 308}
 class FetchError(Exception):
     """A fetch that produced no usable response; ``kind`` is a short stable label for reports."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None):
+    def __init__(self, kind: str, message: str, status: int | None = None, headers: dict[str, str] | None = None):
         self.kind = kind
         self.message = message
         self.status = status
+        self.headers = headers or {}  # response headers (lower-case keys) of an HTTP error, e.g. Retry-After
         super().__init__(f"{kind}: {message}")
 
 
@@ -97,15 +107,165 @@ class AddressPolicy:
                 )
 
 
+class HostLimiter:
+    """At most ``limit`` concurrent requests per host name, shared by every thread that uses it."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+
+    def _semaphore(self, host: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            semaphore = self._slots.get(host)
+            if semaphore is None:
+                semaphore = self._slots[host] = threading.BoundedSemaphore(self.limit)
+            return semaphore
+
+    def acquire(self, host: str) -> None:
+        self._semaphore(host.lower().rstrip(".")).acquire()
+
+    def release(self, host: str) -> None:
+        self._semaphore(host.lower().rstrip(".")).release()
+
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        """Hold one of the host's slots for the duration of the block."""
+        self.acquire(host)
+        try:
+            yield
+        finally:
+            self.release(host)
+
+
+_LIMITERS: dict[int, HostLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def host_limiter(limit: int) -> HostLimiter:
+    """The process-wide limiter for ``limit`` slots per host (one per distinct limit)."""
+    with _LIMITERS_LOCK:
+        return _LIMITERS.setdefault(limit, HostLimiter(limit))
+
+
+class _Watchdog:
+    """Shuts down the socket of the request in flight when the total deadline passes.
+
+    Connections register their socket here (through a thread-local) just before waiting for the
+    response headers, so a slow drip of headers or body is cut, not only a silent server.
+    """
+
+    _current = threading.local()
+
+    def __init__(self, seconds: float):
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._done = False
+        self._socket: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+        self._paused_at: float | None = None
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def __enter__(self) -> _Watchdog:
+        _Watchdog._current.watchdog = self
+        self._schedule()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+            if self._timer is not None:
+                self._timer.cancel()
+        _Watchdog._current.watchdog = None
+
+    def _schedule(self) -> None:
+        self._timer = threading.Timer(max(self.remaining(), 0.5 if self._paused_at else 0.0) + 0.01, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the clock: time spent waiting for a host slot is not the server's fault."""
+        with self._lock:
+            self._paused_at = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.deadline += time.monotonic() - self._paused_at
+                self._paused_at = None
+
+    def watch(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._socket = sock
+            if self.expired and sock is not None:
+                _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            if self._paused_at is not None or self.remaining() > 0:  # waiting for a slot, or extended
+                self._schedule()
+                return
+            self.expired = True
+            if self._socket is not None:
+                _shutdown(self._socket)
+
+    @classmethod
+    def register(cls, sock: socket.socket | None) -> None:
+        watchdog = getattr(cls._current, "watchdog", None)
+        if watchdog is not None:
+            watchdog.watch(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self):  # type: ignore[override]
+        _Watchdog.register(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self):  # type: ignore[override]
+        _Watchdog.register(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
 class Fetcher:
     """A polite, bounded HTTP client; one per worker thread (requests sessions are not thread-safe)."""
 
-    def __init__(self, network: Network):
+    def __init__(self, network: Network, limiter: HostLimiter | None = None):
         self.network = network
+        self.limiter = limiter
         self.policy = AddressPolicy(network.allow_networks)
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies or .netrc credentials for untrusted URLs
         self.session.max_redirects = network.max_redirects
+        adapter = _WatchedAdapter(max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers.update({
             "User-Agent": network.user_agent,
             "Accept-Encoding": "gzip, deflate",
@@ -130,38 +290,66 @@ class Fetcher:
         max_bytes: int | None = None,
     ) -> FetchResult:
         """GET ``url`` following redirects hop by hop; raises FetchError for anything unusable."""
-        deadline = time.monotonic() + self.network.total_timeout
         limit = max_bytes or self.network.max_page_bytes
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
+        with _Watchdog(self.network.total_timeout) as watchdog:
+            try:
+                return self._get(url, headers, limit, watchdog)
+            except FetchError as exc:
+                if watchdog.expired and exc.kind in ("connection", "request", "bad_response", "timeout"):
+                    raise FetchError(
+                        "timeout", f"not received within the total deadline of {self.network.total_timeout:g} s"
+                    ) from None
+                raise
+
+    @contextmanager
+    def _host_slot(self, url: str, watchdog: _Watchdog) -> Iterator[None]:
+        """One of the host's slots (when a limiter is set); the wait does not count against the deadline."""
+        if self.limiter is None:
+            yield
+            return
+        try:
+            host = urlsplit(url).hostname or ""
+        except ValueError:
+            host = ""
+        with watchdog.paused():
+            self.limiter.acquire(host)
+        try:
+            yield
+        finally:
+            self.limiter.release(host)
+
+    def _get(self, url: str, headers: dict[str, str], limit: int, watchdog: _Watchdog) -> FetchResult:
         started = time.monotonic()
         current = url
         redirects: list[str] = []
         permanent_url: str | None = None
         all_permanent = True
         while True:
-            response = self._request(current, headers, deadline)
-            if response.status_code in _REDIRECT_CODES and response.headers.get("location"):
-                response.close()
-                if len(redirects) >= self.network.max_redirects:
-                    raise FetchError("too_many_redirects", f"more than {self.network.max_redirects} redirects")
-                target = urljoin(current, response.headers["location"])
-                if target in redirects or target == current:
-                    raise FetchError("redirect_loop", f"redirect loop at {redact(target)}")
-                all_permanent = all_permanent and response.status_code in _PERMANENT_REDIRECTS
-                redirects.append(current)
-                current = target
-                continue
-            if all_permanent and redirects:
-                permanent_url = current
-            break
-        try:
-            content, received = self._read_body(response, limit, deadline)
-        finally:
-            response.close()
+            with self._host_slot(current, watchdog):
+                response = self._request(current, headers, watchdog)
+                if response.status_code in _REDIRECT_CODES and response.headers.get("location"):
+                    response.close()
+                    if len(redirects) >= self.network.max_redirects:
+                        raise FetchError("too_many_redirects", f"more than {self.network.max_redirects} redirects")
+                    target = urljoin(current, response.headers["location"])
+                    if target in redirects or target == current:
+                        raise FetchError("redirect_loop", f"redirect loop at {redact(target)}")
+                    all_permanent = all_permanent and response.status_code in _PERMANENT_REDIRECTS
+                    redirects.append(current)
+                    current = target
+                    continue
+                if all_permanent and redirects:
+                    permanent_url = current
+                try:
+                    content, received = self._read_body(response, limit, watchdog)
+                finally:
+                    response.close()
+                break
         result = FetchResult(
             url=current,
             status=response.status_code,
@@ -173,10 +361,11 @@ class Fetcher:
             redirects=redirects,
         )
         if response.status_code >= 400:
-            raise FetchError("http_error", f"HTTP {response.status_code}", status=response.status_code)
+            raise FetchError("http_error", f"HTTP {response.status_code}", status=response.status_code,
+                             headers=result.headers)
         return result
 
-    def _request(self, url: str, headers: dict[str, str], deadline: float) -> requests.Response:
+    def _request(self, url: str, headers: dict[str, str], watchdog: _Watchdog) -> requests.Response:
         try:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -185,7 +374,7 @@ class Fetcher:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError("invalid_url", f"not an http(s) URL: {redact(url)}")
         self.policy.check_host(parts.hostname, port)
-        remaining = deadline - time.monotonic()
+        remaining = watchdog.remaining()
         if remaining <= 0:
             raise FetchError("timeout", "total deadline exceeded")
         timeout = (min(self.network.connect_timeout, remaining), min(self.network.read_timeout, remaining))
@@ -205,7 +394,7 @@ class Fetcher:
             raise FetchError("blocked_address", f"{parts.hostname} connected to refused address {peer}")
         return response
 
-    def _read_body(self, response: requests.Response, limit: int, deadline: float) -> tuple[bytes, int]:
+    def _read_body(self, response: requests.Response, limit: int, watchdog: _Watchdog) -> tuple[bytes, int]:
         chunks: list[bytes] = []
         size = 0
         try:
@@ -213,14 +402,17 @@ class Fetcher:
                 size += len(chunk)
                 if size > limit:
                     raise FetchError("too_large", f"body larger than {limit} bytes (after decompression)")
-                if time.monotonic() > deadline:
+                if watchdog.remaining() < 0:
                     raise FetchError("timeout", "body not received within the total deadline")
                 chunks.append(chunk)
         except FetchError:
             raise
-        except Exception as exc:  # urllib3 decode and protocol errors, socket timeouts
+        except Exception as exc:  # urllib3 decode and protocol errors, socket timeouts, watchdog shutdowns
             kind = "timeout" if "timed out" in str(exc).lower() else "bad_response"
             raise FetchError(kind, _short(exc)) from None
+        if watchdog.expired:
+            # The watchdog shut the socket down mid-body: what arrived is truncated, not the document.
+            raise FetchError("timeout", "body not received within the total deadline")
         return b"".join(chunks), size
 
 

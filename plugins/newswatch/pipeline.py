@@ -14,16 +14,16 @@ from newswatch import db
 from newswatch.alerting import deliver_alerts, match_rules
 from newswatch.config import Settings, load_settings
 from newswatch.ingest import fetch_articles, pending_entries
-from newswatch.poller import batched, poll_feeds, sync_feeds
+from newswatch.poller import batched, deliver_operator_events, poll_feeds, sync_feeds
 from newswatch.stories import assign_stories
 
 log = logging.getLogger(__name__)
 
 
-def prepare(settings: Settings) -> list[list[int]]:
-    """Apply migrations, sync feeds from the config; returns the feed ids in batches."""
+def prepare(settings: Settings, force: bool = False) -> list[list[int]]:
+    """Apply migrations, sync feeds from the config; returns the due (or, forced, all enabled) feed ids in batches."""
     db.migrate()
-    return batched(sync_feeds(settings), settings.polling.batch_size)
+    return batched(sync_feeds(settings, force=force), settings.polling.batch_size)
 
 
 def article_batches(settings: Settings) -> list[list[int]]:
@@ -36,12 +36,18 @@ def add_counts(total: dict[str, int], part: dict[str, int], prefix: str) -> None
 
 
 def run_cycle(
-    settings: Settings | None = None, progress: Callable[[str], None] = log.info, run_key: str | None = None
+    settings: Settings | None = None,
+    progress: Callable[[str], None] = log.info,
+    run_key: str | None = None,
+    force: bool = False,
 ) -> dict[str, int]:
-    """Run every stage once, in order, and record the run; returns the merged counts."""
+    """Run every stage once, in order, and record the run; returns the merged counts.
+
+    ``force`` polls every enabled feed instead of only those due (410-disabled feeds stay off).
+    """
     settings = settings or load_settings()
     totals: dict[str, int] = {}
-    for batch in prepare(settings):
+    for batch in prepare(settings, force=force):
         add_counts(totals, poll_feeds(batch, settings), "feeds")
     progress(f"feeds: {totals.get('feeds.feeds', 0)} polled, {totals.get('feeds.failed', 0)} failed, "
              f"{totals.get('feeds.new_entries', 0)} new entries")
@@ -54,6 +60,7 @@ def run_cycle(
     progress(f"stories: {totals['stories.new_stories']} new, {totals['stories.joined']} articles joined a story")
     add_counts(totals, match_rules(settings), "rules")
     add_counts(totals, deliver_alerts(settings), "alerts")
+    add_counts(totals, deliver_operator_events(settings), "operator")
     progress(f"alerts: {totals['rules.new_alerts']} new, {totals['alerts.sent']} sent, "
              f"{totals['alerts.failed'] + totals['alerts.gave_up']} failed")
     record_run(run_key or f"cli:{uuid.uuid4()}", totals)

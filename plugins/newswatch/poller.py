@@ -1,31 +1,54 @@
-"""Feed polling: keep the feeds table in step with the config, fetch feeds, queue their new entries.
+"""Feed polling: keep the feeds table in step with the config, poll the feeds that are due, queue new entries.
 
-Each feed is fetched with a conditional GET (stored ETag / Last-Modified), parsed, and its entries
-inserted into ``feed_entries`` keyed on (feed, GUID): an entry seen before is never queued again, so
-re-running a poll is harmless. A failing feed is recorded (kind and message) and never stops the
-others.
+Each feed is fetched with a conditional GET (stored ETag / Last-Modified); a 304 costs no parsing.
+Entries are inserted into ``feed_entries`` keyed on (feed, GUID): an entry seen before is never
+queued again, so re-running a poll is harmless. A failing feed is recorded (kind and message) and
+never stops the others.
+
+Scheduling (see ``schedule.py``): after every poll the feed's ``next_poll_at`` is set, from its
+publishing rate and the server's hints on success, from Retry-After or exponential backoff with full
+jitter on failure. ``sync_feeds`` returns only the feeds that are due. Politeness and robustness:
+
+* at most ``polling.per_host_concurrency`` requests in flight per host (per process);
+* HTTP 410 disables the feed (``disabled_reason``) until its URL or ``enabled`` changes in the config;
+* a permanent redirect (301/308) replaces the polled URL only once it has been seen on two
+  consecutive successful polls: a single misconfigured answer (a CMS migration sending everything
+  to the home page for an hour, a captive portal, a briefly hijacked host) must not lose the feed
+  for good. The configured URL is kept in ``config_url``;
+* after ``polling.notify_after_failures`` consecutive failures the operator gets one "failing"
+  event, and one "recovered" event when the feed works again. Events are written to the
+  ``operator_events`` outbox in the transaction that changes the feed, and sent by
+  :func:`deliver_operator_events`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from psycopg2.extras import execute_values
 
-from newswatch import db
+from newswatch import db, schedule
 from newswatch.config import Settings
-from newswatch.feeds import FeedError, parse_feed
-from newswatch.fetcher import Fetcher, FetchError, FetchResult, redact
+from newswatch.feeds import FeedError, ParsedFeed, parse_feed
+from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter, host_limiter, redact
 
 log = logging.getLogger(__name__)
 
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
+# A permanent redirect must be seen on this many consecutive successful polls before the URL moves.
+REDIRECT_CONFIRMATIONS = 2
+# An operator event whose delivery failed this many times is left for the operator to find in the table.
+OPERATOR_EVENT_MAX_ATTEMPTS = 20
 
 
 @dataclass
@@ -34,35 +57,84 @@ class PollOutcome:
     outcome: str  # ok | not_modified | error
     new_entries: int = 0
     error: str | None = None
+    disabled: bool = False
 
 
-def sync_feeds(settings: Settings) -> list[int]:
-    """Upsert configured feeds (matched by name) and return the ids of the enabled ones.
+@dataclass
+class _Attempt:
+    """What one poll produced, before it is recorded."""
 
+    url: str
+    started: float
+    outcome: str = "ok"
+    result: FetchResult | None = None
+    parsed: ParsedFeed | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def sync_feeds(settings: Settings, *, force: bool = False) -> list[int]:
+    """Upsert configured feeds (matched by name); return the ids of enabled feeds that are due.
+
+    ``force`` returns every enabled feed, due or not (``newswatch poll --all``). Feeds that newswatch
+    disabled itself (HTTP 410, see ``disabled_reason``) are never returned, not even with ``force``.
     Feeds removed from the config are disabled, not deleted, so their articles keep their history.
-    A changed URL resets the conditional-GET validators, which belong to the old URL.
+    A new configured URL replaces the polled URL (which a permanent redirect may have moved), resets
+    the conditional-GET validators and the failure state, clears ``disabled_reason`` and makes the
+    feed due at once; so does re-enabling a feed in the config. A new feed is due at once.
     """
+    rows = [(feed.name, feed.url, feed.url, feed.enabled) for feed in settings.feeds]
     with db.transaction() as cur:
-        for feed in settings.feeds:
-            cur.execute(
+        if rows:
+            execute_values(
+                cur,
                 """
-                INSERT INTO feeds (name, url, enabled) VALUES (%s, %s, %s)
+                INSERT INTO feeds (name, url, config_url, enabled) VALUES %s
                 ON CONFLICT (name) DO UPDATE SET
                     enabled = EXCLUDED.enabled,
-                    url = EXCLUDED.url,
-                    etag = CASE WHEN feeds.url = EXCLUDED.url THEN feeds.etag END,
-                    last_modified = CASE WHEN feeds.url = EXCLUDED.url THEN feeds.last_modified END,
+                    url = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                               THEN EXCLUDED.url ELSE feeds.url END,
+                    etag = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                                THEN NULL ELSE feeds.etag END,
+                    last_modified = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                                         THEN NULL ELSE feeds.last_modified END,
+                    consecutive_failures = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                                                THEN 0 ELSE feeds.consecutive_failures END,
+                    permanent_redirect_url = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                                                  THEN NULL ELSE feeds.permanent_redirect_url END,
+                    redirect_count = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                                          THEN 0 ELSE feeds.redirect_count END,
+                    disabled_reason = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                                                OR (EXCLUDED.enabled AND NOT feeds.enabled)
+                                           THEN NULL ELSE feeds.disabled_reason END,
+                    disabled_at = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                                            OR (EXCLUDED.enabled AND NOT feeds.enabled)
+                                       THEN NULL ELSE feeds.disabled_at END,
+                    next_poll_at = CASE WHEN feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
+                                             OR (EXCLUDED.enabled AND NOT feeds.enabled)
+                                        THEN now() ELSE feeds.next_poll_at END,
+                    config_url = EXCLUDED.config_url,
                     updated_at = now()
-                WHERE feeds.enabled IS DISTINCT FROM EXCLUDED.enabled OR feeds.url IS DISTINCT FROM EXCLUDED.url
+                WHERE feeds.enabled IS DISTINCT FROM EXCLUDED.enabled
+                   OR feeds.config_url IS DISTINCT FROM EXCLUDED.config_url
                 """,
-                (feed.name, feed.url, feed.enabled),
+                rows,
             )
         names = [feed.name for feed in settings.feeds]
         cur.execute(
             "UPDATE feeds SET enabled = false, updated_at = now() WHERE enabled AND NOT (name = ANY(%s))",
             (names,),
         )
-        cur.execute("SELECT id FROM feeds WHERE enabled ORDER BY id")
+        cur.execute(
+            """
+            SELECT id FROM feeds
+            WHERE enabled AND disabled_reason IS NULL AND (%s OR next_poll_at <= now())
+            ORDER BY next_poll_at, id
+            """,
+            (force,),
+        )
         return [row["id"] for row in cur.fetchall()]
 
 
@@ -71,14 +143,25 @@ def batched(items: list[int], size: int) -> list[list[int]]:
 
 
 def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
-    """Poll the given feeds concurrently; returns counts for logs and XCom."""
+    """Poll the given feeds now, concurrently (at most ``per_host_concurrency`` per host); returns counts.
+
+    Every listed feed that is enabled and not disabled by newswatch is polled, due or not: choosing
+    what is due is :func:`sync_feeds`' job.
+    """
     with db.transaction() as cur:
-        cur.execute("SELECT id, name, url, etag, last_modified FROM feeds WHERE id = ANY(%s) AND enabled",
-                    (list(feed_ids),))
-        rows = cur.fetchall()
+        cur.execute(
+            """
+            SELECT id, name, url, etag, last_modified FROM feeds
+            WHERE id = ANY(%s) AND enabled AND disabled_reason IS NULL ORDER BY id
+            """,
+            (list(feed_ids),),
+        )
+        rows = _interleave_hosts(cur.fetchall())
+    limiter = host_limiter(settings.polling.per_host_concurrency)
+    intervals = {feed.name: feed.interval for feed in settings.feeds}
     workers = min(settings.polling.feed_workers, max(len(rows), 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as pool:
-        outcomes = list(pool.map(lambda row: _poll_one(row, settings), rows))
+        outcomes = list(pool.map(lambda row: _poll_one(row, settings, limiter, intervals.get(row["name"])), rows))
     counts = {"feeds": len(outcomes), "failed": 0, "not_modified": 0, "new_entries": 0}
     for outcome in outcomes:
         counts["failed"] += outcome.outcome == "error"
@@ -87,61 +170,86 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
     return counts
 
 
-def _poll_one(row: dict, settings: Settings) -> PollOutcome:
-    started = time.monotonic()
-    feed_id = row["id"]
+def _interleave_hosts(rows: list[dict]) -> list[dict]:
+    """Round-robin over hosts, so workers are not all queued behind one host's slots."""
+    by_host: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        try:
+            host = (urlsplit(row["url"]).hostname or "").lower()
+        except ValueError:
+            host = ""
+        by_host[host].append(row)
+    queues = list(by_host.values())
+    ordered: list[dict] = []
+    for index in range(max((len(queue) for queue in queues), default=0)):
+        ordered.extend(queue[index] for queue in queues if index < len(queue))
+    return ordered
+
+
+def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int | None) -> PollOutcome:
+    attempt = _Attempt(url=row["url"], started=time.monotonic())
     try:
-        with Fetcher(settings.network) as fetcher:
-            result = fetcher.get(
+        with Fetcher(settings.network, limiter) as fetcher:
+            attempt.result = fetcher.get(
                 row["url"],
                 accept=FEED_ACCEPT,
                 etag=row["etag"],
                 last_modified=row["last_modified"],
                 max_bytes=settings.network.max_feed_bytes,
             )
-        if result.not_modified:
-            _record(feed_id, "not_modified", result, started)
-            return PollOutcome(feed_id, "not_modified")
-        parsed = parse_feed(
-            result.content,
-            url=result.url,
-            content_type=result.content_type,
-            max_entries=settings.polling.max_articles_per_feed,
-        )
+        if attempt.result.not_modified:
+            attempt.outcome = "not_modified"  # nothing to parse: the document is the one we have
+        else:
+            attempt.parsed = parse_feed(
+                attempt.result.content,
+                url=attempt.result.url,
+                content_type=attempt.result.content_type,
+                max_entries=settings.polling.max_articles_per_feed,
+            )
     except (FetchError, FeedError) as exc:
-        status = getattr(exc, "status", None)
         log.warning("feed %s (%s) failed: %s", row["name"], redact(row["url"]), exc)
-        _record(feed_id, "error", None, started, error_kind=exc.kind, error=exc.message, status=status)
-        return PollOutcome(feed_id, "error", error=str(exc))
+        attempt.outcome, attempt.error_kind, attempt.error = "error", exc.kind, exc.message
+        attempt.status = getattr(exc, "status", None)
+        attempt.headers = getattr(exc, "headers", None) or {}
+        if attempt.status is None and attempt.result is not None:
+            attempt.status = attempt.result.status  # a 200 that is not a feed
     except Exception as exc:  # noqa: BLE001 - one broken feed must never stop the batch
         log.exception("feed %s crashed the parser", row["name"])
-        _record(feed_id, "error", None, started, error_kind="internal", error=f"{type(exc).__name__}: {exc}")
-        return PollOutcome(feed_id, "error", error=str(exc))
-    entries = [
-        (feed_id, entry.guid, entry.url, entry.title, entry.summary, entry.published_at)
-        for entry in parsed.entries
-    ]
-    new = _record(feed_id, "ok", result, started, entries=entries, warning=parsed.warning)
-    log.info("feed %s: %d entries, %d new", row["name"], len(entries), new)
-    return PollOutcome(feed_id, "ok", new_entries=new)
+        attempt.outcome, attempt.error_kind, attempt.error = "error", "internal", f"{type(exc).__name__}: {exc}"
+    try:
+        new, disabled = _record(row["id"], attempt, settings, interval)
+    except Exception as exc:  # noqa: BLE001 - e.g. a value the database refuses: record a failure instead
+        log.exception("feed %s: storing the poll failed", row["name"])
+        failure = _Attempt(url=row["url"], started=attempt.started, outcome="error", error_kind="internal",
+                           error=f"storing the poll failed: {type(exc).__name__}: {exc}"[:300],
+                           status=attempt.status or (attempt.result.status if attempt.result else None))
+        try:
+            _record(row["id"], failure, settings, interval)
+        except Exception:  # noqa: BLE001 - the database itself is gone; the counts still say "failed"
+            log.exception("feed %s: recording the failure failed too", row["name"])
+        return PollOutcome(row["id"], "error", error=failure.error)
+    if attempt.outcome == "ok":
+        log.info("feed %s: %d entries, %d new", row["name"], len(attempt.parsed.entries), new)
+    return PollOutcome(row["id"], attempt.outcome, new_entries=new, error=attempt.error, disabled=disabled)
 
 
-def _record(
-    feed_id: int,
-    outcome: str,
-    result: FetchResult | None,
-    started: float,
-    *,
-    entries: list[tuple] | None = None,
-    error_kind: str | None = None,
-    error: str | None = None,
-    status: int | None = None,
-    warning: str | None = None,
-) -> int:
-    """Store the poll's outcome, the feed's new state and its new entries in one transaction."""
+def _record(feed_id: int, attempt: _Attempt, settings: Settings, interval: int | None) -> tuple[int, bool]:
+    """Store the poll, the feed's new state, its new entries and any operator event in one transaction.
+
+    Returns (new entries, whether the feed was disabled).
+    """
     now = datetime.now(UTC)
     new_entries = 0
+    disabled = False
+    entries = [
+        (feed_id, entry.guid, entry.url, entry.title, entry.summary, entry.published_at)
+        for entry in (attempt.parsed.entries if attempt.parsed else [])
+    ]
     with db.transaction() as cur:
+        cur.execute("SELECT * FROM feeds WHERE id = %s FOR UPDATE", (feed_id,))
+        feed = cur.fetchone()
+        if feed is None:
+            return 0, False  # deleted meanwhile
         if entries:
             inserted = execute_values(
                 cur,
@@ -153,36 +261,272 @@ def _record(
                 fetch=True,
             )
             new_entries = len(inserted)
-        if outcome == "error":
-            cur.execute(
-                """
-                UPDATE feeds SET last_polled_at = %s, last_status = %s,
-                    consecutive_failures = consecutive_failures + 1,
-                    last_error_kind = %s, last_error = %s, updated_at = now()
-                WHERE id = %s
-                """,
-                (now, status, error_kind, error, feed_id),
-            )
+        if feed["url"] != attempt.url:
+            log.info("feed %s changed URL while it was polled; its state is left as is", feed["name"])
+        elif attempt.outcome == "error":
+            disabled = _failed(cur, feed, attempt, settings, now)
         else:
-            assert result is not None
-            cur.execute(
-                """
-                UPDATE feeds SET last_polled_at = %s, last_success_at = %s, last_status = %s,
-                    consecutive_failures = 0, last_error_kind = %s, last_error = %s,
-                    etag = COALESCE(%s, etag), last_modified = COALESCE(%s, last_modified), updated_at = now()
-                WHERE id = %s
-                """,
-                (now, now, result.status, "warning" if warning else None, warning,
-                 result.headers.get("etag"), result.headers.get("last-modified"), feed_id),
-            )
+            _succeeded(cur, feed, attempt, settings, now, new_entries, interval)
+        result = attempt.result
         cur.execute(
             """
             INSERT INTO feed_polls (feed_id, polled_at, outcome, http_status, error_kind, error, entries,
                                     new_entries, bytes, duration_ms)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
-            (feed_id, now, outcome, result.status if result else status, error_kind, error,
-             len(entries or []), new_entries, result.bytes_received if result else 0,
-             int((time.monotonic() - started) * 1000)),
+            (feed_id, now, attempt.outcome, attempt.status or (result.status if result else None),
+             attempt.error_kind, attempt.error, len(entries), new_entries,
+             result.bytes_received if result else 0, int((time.monotonic() - attempt.started) * 1000)),
         )
-    return new_entries
+    return new_entries, disabled
+
+
+def _event(cur, kind: str, feed: dict, message: str) -> None:
+    cur.execute(
+        "INSERT INTO operator_events (kind, feed_id, message) VALUES (%s, %s, %s)",
+        (kind, feed["id"], db.strip_nul(message)[:2000]),
+    )
+    log.warning("operator event %s: %s", kind, message)
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _failed(cur, feed: dict, attempt: _Attempt, settings: Settings, now: datetime) -> bool:
+    polling = settings.polling
+    failures = feed["consecutive_failures"] + 1
+    error = attempt.error or ""
+    disabled_reason = None
+    notified_at = feed["failure_notified_at"]
+    retry_after = None
+    if attempt.status in (429, 503):
+        retry_after = schedule.retry_after_seconds(attempt.headers, now)
+    if attempt.status == 410:
+        disabled_reason = "HTTP 410 Gone"
+        delay = polling.max_backoff
+        _event(cur, "disabled", feed,
+               f"Feed {feed['name']} ({redact(feed['url'])}) is no longer polled: the server answered "
+               f"{disabled_reason}, the feed was removed. To poll it again, change its URL in the config, "
+               "or set enabled: false for one run and back to true.")
+    elif retry_after is not None:
+        delay = retry_after
+        error = f"{error}; the server asked to retry after {retry_after} s"
+    else:
+        delay = schedule.backoff_delay(failures, polling)
+    next_poll = now + timedelta(seconds=delay)
+    if disabled_reason is None and failures >= polling.notify_after_failures and notified_at is None:
+        notified_at = now
+        _event(cur, "failing", feed,
+               f"Feed {feed['name']} ({redact(feed['url'])}) has failed {failures} polls in a row, the last "
+               f"with {attempt.error_kind}: {error}. Next attempt at {_when(next_poll)}; you will hear again "
+               "when it recovers.")
+    cur.execute(
+        """
+        UPDATE feeds SET last_polled_at = %s, last_status = %s, consecutive_failures = %s,
+            last_error_kind = %s, last_error = %s, next_poll_at = %s, failure_notified_at = %s,
+            disabled_reason = %s, disabled_at = %s, updated_at = now()
+        WHERE id = %s
+        """,
+        (now, attempt.status, failures, attempt.error_kind, error[:1000], next_poll, notified_at,
+         disabled_reason, now if disabled_reason else None, feed["id"]),
+    )
+    return disabled_reason is not None
+
+
+def _succeeded(cur, feed: dict, attempt: _Attempt, settings: Settings, now: datetime, new_entries: int,
+               configured: int | None) -> None:
+    result, parsed = attempt.result, attempt.parsed
+    assert result is not None
+    if parsed is not None:
+        ttl_seconds = parsed.ttl_minutes * 60 if parsed.ttl_minutes else None
+    else:
+        ttl_seconds = feed["ttl_seconds"]  # a 304 says the document, and its <ttl>, did not change
+    server_floor = schedule.server_min_interval(result.headers, ttl_seconds, now)
+    estimate = None if configured else _estimate_interval(cur, feed["id"], now, new_entries)
+    interval = schedule.success_interval(
+        settings.polling, configured=configured, estimate=estimate,
+        previous=feed["interval_seconds"], server_floor=server_floor,
+    )
+    next_poll = now + timedelta(seconds=schedule.success_delay(interval, server_floor))
+
+    url = feed["url"]
+    redirect_url, redirect_count = None, 0
+    if result.permanent_url and result.permanent_url != feed["url"]:
+        redirect_url = result.permanent_url
+        redirect_count = feed["redirect_count"] + 1 if feed["permanent_redirect_url"] == redirect_url else 1
+        if redirect_count >= REDIRECT_CONFIRMATIONS:
+            url, redirect_url, redirect_count = result.permanent_url, None, 0
+            _event(cur, "moved", feed,
+                   f"Feed {feed['name']} moved permanently from {redact(feed['url'])} to {redact(url)} "
+                   f"(seen on {REDIRECT_CONFIRMATIONS} polls in a row) and is now polled there; "
+                   f"update its URL in the config (it still says {redact(feed['config_url'] or feed['url'])}).")
+
+    notified_at = feed["failure_notified_at"]
+    if notified_at is not None:
+        _event(cur, "recovered", feed,
+               f"Feed {feed['name']} ({redact(url)}) works again after {feed['consecutive_failures']} failed "
+               f"polls (failing since it was reported at {_when(notified_at)}).")
+    cur.execute(
+        """
+        UPDATE feeds SET last_polled_at = %s, last_success_at = %s, last_status = %s,
+            consecutive_failures = 0, last_error_kind = %s, last_error = %s,
+            etag = COALESCE(%s, etag), last_modified = COALESCE(%s, last_modified),
+            url = %s, permanent_redirect_url = %s, redirect_count = %s,
+            interval_seconds = %s, ttl_seconds = %s, server_min_interval = %s, next_poll_at = %s,
+            failure_notified_at = NULL, updated_at = now()
+        WHERE id = %s
+        """,
+        (now, now, result.status, "warning" if parsed and parsed.warning else None,
+         parsed.warning if parsed else None, result.headers.get("etag"), result.headers.get("last-modified"),
+         url, redirect_url, redirect_count, interval, ttl_seconds, server_floor, next_poll, feed["id"]),
+    )
+
+
+def _estimate_interval(cur, feed_id: int, now: datetime, new_entries: int) -> float | None:
+    """The feed's mean gap between entries: from entry dates, else from what our own polls found."""
+    cur.execute(
+        """
+        SELECT published_at FROM feed_entries WHERE feed_id = %s AND published_at IS NOT NULL
+        ORDER BY published_at DESC LIMIT 200
+        """,
+        (feed_id,),
+    )
+    estimate = schedule.publishing_interval([row["published_at"] for row in cur.fetchall()], now)
+    if estimate is not None:
+        return estimate
+    # No dates: count the entries our polls found new, after the first successful poll (its entries
+    # are the feed's backlog, not its rate), over the last week.
+    cur.execute(
+        """
+        WITH first AS (SELECT min(polled_at) AS at FROM feed_polls WHERE feed_id = %(id)s AND outcome = 'ok')
+        SELECT first.at AS first_ok,
+               (SELECT coalesce(sum(new_entries), 0) FROM feed_polls
+                WHERE feed_id = %(id)s AND polled_at > first.at AND polled_at > %(since)s) AS found
+        FROM first
+        """,
+        {"id": feed_id, "since": now - schedule.RATE_WINDOW},
+    )
+    row = cur.fetchone()
+    if row is None or row["first_ok"] is None:
+        return None
+    observed_since = max(row["first_ok"], now - schedule.RATE_WINDOW)
+    return schedule.history_interval(int(row["found"]) + new_entries, (now - observed_since).total_seconds())
+
+
+# --- operator events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OperatorMessage:
+    """A feed health event, in the shape delivery.send expects (``subject``, ``text()``, ``payload()``)."""
+
+    idempotency_key: str
+    kind: str
+    feed: str
+    message: str
+    created_at: str
+
+    @property
+    def subject(self) -> str:
+        return f"[newswatch] feed {self.feed}: {self.kind}"[:250]
+
+    def text(self) -> str:
+        return f"{self.message}\n\nEvent-Id: {self.idempotency_key}"
+
+    def payload(self) -> dict[str, str]:
+        return {"type": "operator_event", "subject": self.subject, "kind": self.kind, "feed": self.feed,
+                "message": self.message, "created_at": self.created_at, "idempotency_key": self.idempotency_key}
+
+
+def _operator_targets(settings: Settings) -> list[tuple[str, Callable[[OperatorMessage], None]]]:
+    """(key stored in delivered_to, sender) per operator channel: a `channels` name or an Apprise URL."""
+    from newswatch import delivery
+
+    def unknown(name: str) -> Callable[[OperatorMessage], None]:
+        def fail(message: OperatorMessage) -> None:
+            raise delivery.DeliveryError(f"operator channel {name!r} is not in the configuration")
+        return fail
+
+    targets: list[tuple[str, Callable[[OperatorMessage], None]]] = []
+    for item in settings.polling.operator_channels:
+        if "://" in item:
+            # The key is a hash, never the URL itself: it may hold credentials.
+            targets.append(("url:" + hashlib.sha256(item.encode()).hexdigest()[:16],
+                            lambda message, url=item: delivery.send(url, message)))
+            continue
+        channel = next((c for c in settings.channels if c.name == item), None)
+        if channel is None:
+            targets.append((item, unknown(item)))
+        elif hasattr(delivery, "send_to_channel"):  # channels may point at an Airflow connection
+            targets.append((item, lambda message, channel=channel: delivery.send_to_channel(channel, message)))
+        else:
+            targets.append((item, lambda message, url=channel.url: delivery.send(url, message)))
+    return targets
+
+
+def deliver_operator_events(settings: Settings) -> dict[str, int]:
+    """Send undelivered operator events to ``polling.operator_channels``; returns counts.
+
+    Each event is claimed with ``FOR UPDATE SKIP LOCKED`` and sent to the channels that have not
+    accepted it yet, so a retry after a partial failure sends no duplicates. Without operator
+    channels an event is logged (at WARNING) and marked delivered.
+    """
+    counts = {"sent": 0, "failed": 0, "logged": 0}
+    targets = _operator_targets(settings)
+    attempted: set[int] = set()
+    while True:
+        with db.transaction() as cur:
+            cur.execute(
+                """
+                SELECT e.id, e.kind, e.message, e.created_at, e.delivered_to, e.attempts, f.name AS feed
+                FROM operator_events e LEFT JOIN feeds f ON f.id = e.feed_id
+                WHERE e.delivered_at IS NULL AND e.attempts < %s AND NOT (e.id = ANY(%s))
+                ORDER BY e.id LIMIT 1
+                FOR UPDATE OF e SKIP LOCKED
+                """,
+                (OPERATOR_EVENT_MAX_ATTEMPTS, list(attempted)),
+            )
+            event = cur.fetchone()
+            if event is None:
+                return counts
+            attempted.add(event["id"])
+            if not targets:
+                log.warning("operator event %s (%s): %s", event["id"], event["kind"], event["message"])
+                cur.execute("UPDATE operator_events SET delivered_at = now() WHERE id = %s", (event["id"],))
+                counts["logged"] += 1
+                continue
+            message = OperatorMessage(
+                idempotency_key=f"newswatch-operator-event-{event['id']}",
+                kind=event["kind"],
+                feed=event["feed"] or "-",
+                message=event["message"],
+                created_at=event["created_at"].isoformat(),
+            )
+            delivered = list(event["delivered_to"])
+            errors = []
+            for key, deliver in targets:
+                if key in delivered:
+                    continue
+                try:
+                    deliver(message)
+                except Exception as exc:  # noqa: BLE001 - Apprise and plugins raise anything; keep the others going
+                    # DeliveryError messages carry redacted URLs; for anything else keep the type only.
+                    detail = str(exc) if type(exc).__name__ == "DeliveryError" else type(exc).__name__
+                    errors.append(f"{key if not key.startswith('url:') else 'operator URL ' + key}: {detail}")
+                else:
+                    delivered.append(key)
+            done = all(key in delivered for key, _ in targets)
+            cur.execute(
+                """
+                UPDATE operator_events SET delivered_to = %s, attempts = attempts + 1, last_error = %s,
+                    delivered_at = CASE WHEN %s THEN now() END
+                WHERE id = %s
+                """,
+                (delivered, "; ".join(errors)[:1000] or None, done, event["id"]),
+            )
+            if done:
+                counts["sent"] += 1
+            else:
+                counts["failed"] += 1
+                log.warning("operator event %s not delivered everywhere: %s", event["id"], "; ".join(errors))

@@ -1,0 +1,643 @@
+"""Hostile and broken feeds: `parse_feed` on bytes, then `poll_feeds` end to end against a loopback server.
+
+The cases follow /work/shared/guides/hostile-input.md (feedparser 6.0.14 on this machine): entity expansion
+is refused before feedparser sees the document (its lenient fallback expands entities), external entities
+and DTDs read nothing, active links and markup never reach storage, pages that are not feeds and empty
+200s get a clear error kind, wrong charsets are survived with a warning, truncated feeds keep their
+complete entries, and one hostile feed never stops the good feeds polled beside it.
+
+Tests marked ``xfail(strict=True)`` pin known bugs or limits: each flips to XPASS (and so fails) once it is
+fixed, which is the signal to drop the marker. The encoding bypass of the entity guard, double-escaped tags,
+invalid character references, a bogus <ttl> and oversized GUIDs were found by these tests and fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from xml.sax.saxutils import escape
+
+import pytest
+
+from newswatch import feeds
+from newswatch.config import Settings
+from newswatch.feeds import FeedError, ParsedFeed, parse_feed
+from newswatch.poller import poll_feeds, sync_feeds
+from tests.servers import LoopbackServer, Route
+
+URL = "http://127.0.0.1/feed.xml"
+RSS_TYPE = "application/rss+xml"
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# Documents
+
+
+def rss(items: list[dict], *, title: str = "Feed", declaration: str | None = "utf-8", head: str = "",
+        channel_extra: str = "") -> str:
+    """An RSS 2.0 document as text; items take title, link, guid (None for none) and description (raw XML)."""
+    parts = []
+    if declaration:
+        parts.append(f'<?xml version="1.0" encoding="{declaration}"?>\n')
+    parts.append(head)
+    parts.append(f'<rss version="2.0"><channel><title>{escape(title)}</title><link>http://127.0.0.1/</link>'
+                 f"<description>test</description>{channel_extra}\n")
+    for item in items:
+        parts.append(f"<item><title>{escape(item['title'])}</title><link>{escape(item['link'])}</link>")
+        guid = item.get("guid", item["link"])
+        if guid is not None:
+            parts.append(f'<guid isPermaLink="false">{escape(guid)}</guid>')
+        parts.append(f"<description>{item.get('description', '')}</description></item>\n")
+    parts.append("</channel></rss>\n")
+    return "".join(parts)
+
+
+def good_items(prefix: str, count: int = 3) -> list[dict]:
+    return [{"title": f"{prefix} story {n}", "link": f"http://127.0.0.1/{prefix}/{n}", "guid": f"{prefix}-{n}",
+             "description": f"Summary {n} of {prefix}."} for n in range(count)]
+
+
+def billion_laughs() -> bytes:
+    """The classic nested expansion: 10 levels of 10 references, a billion "lol"s if expanded."""
+    lines = ['<?xml version="1.0"?>', "<!DOCTYPE rss [", ' <!ENTITY lol "lol">']
+    for level in range(1, 10):
+        previous = "lol" if level == 1 else f"lol{level - 1}"
+        lines.append(f' <!ENTITY lol{level} "{("&" + previous + ";") * 10}">')
+    lines.append("]>")
+    body = rss([{"title": "x", "link": "http://127.0.0.1/x"}], declaration=None, title="&lol9;")
+    return ("\n".join(lines) + "\n" + body.replace("&amp;lol9;", "&lol9;")).encode()
+
+
+def big_entity(entity_size: int = 100_000, references: int = 1_000, encoding: str = "utf-8") -> bytes:
+    """One large entity referenced many times: the shape that made feedparser use 1.46 GB (guide)."""
+    head = f'<!DOCTYPE rss [\n<!ENTITY big "{"A" * entity_size}">\n]>\n'
+    text = rss([{"title": "x", "link": "http://127.0.0.1/x"}], declaration=encoding, head=head, title="TITLE")
+    return text.replace("TITLE", "&big;" * references).encode(encoding)
+
+
+XXE = rss([{"title": "&xxe;", "link": "http://127.0.0.1/x", "description": "&xxe;"}],
+          head='<!DOCTYPE rss [\n<!ENTITY xxe SYSTEM "file:///etc/passwd">\n]>\n').replace("&amp;xxe;", "&xxe;")
+XXE_PARAMETER = rss([{"title": "x", "link": "http://127.0.0.1/x"}],
+                    head='<!DOCTYPE rss [\n<!ENTITY % ext SYSTEM "file:///etc/passwd">\n%ext;\n]>\n')
+
+CHALLENGE_PAGE = (
+    b"<!DOCTYPE html><html lang='en'><head><title>Just a moment...</title>"
+    b"<meta http-equiv='refresh' content='30'></head><body><h1>Checking your browser before accessing "
+    b"example.com.</h1><p>This process is automatic.</p><script>var challenge = 42;</script></body></html>"
+)
+
+
+@pytest.fixture
+def parsed_documents(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every document handed to feedparser.parse, so a test can prove a document never reached it."""
+    seen: list[bytes] = []
+    original = feeds.feedparser.parse
+
+    def spy(document, *args, **kwargs):
+        seen.append(document)
+        return original(document, *args, **kwargs)
+
+    monkeypatch.setattr(feeds.feedparser, "parse", spy)
+    return seen
+
+
+def parse(content: bytes | str, content_type: str | None = RSS_TYPE, **kwargs) -> ParsedFeed:
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    return parse_feed(content, url=URL, content_type=content_type, now=NOW, **kwargs)
+
+
+def refusal(content: bytes | str, content_type: str | None = RSS_TYPE) -> FeedError:
+    with pytest.raises(FeedError) as error:
+        parse(content, content_type)
+    return error.value
+
+
+# --------------------------------------------------------------------------------------------------
+# Entity expansion and external entities: refused before parsing
+
+
+def test_billion_laughs_is_refused_before_parsing(parsed_documents):
+    error = refusal(billion_laughs())
+    assert error.kind == "refused" and "entities" in error.message
+    # Memory cannot blow up: feedparser (whose lenient fallback expands entities) never saw the document.
+    assert parsed_documents == []
+
+
+def test_single_big_entity_is_refused_before_parsing(parsed_documents):
+    document = big_entity()
+    assert 100_000 < len(document) < 120_000  # the guide's 112 KB shape: 1.46 GB and 16 s if expanded
+    error = refusal(document)
+    assert error.kind == "refused"
+    assert parsed_documents == []
+
+
+@pytest.mark.parametrize("document", [XXE, XXE_PARAMETER], ids=["general-entity", "parameter-entity"])
+def test_external_entities_are_refused_before_parsing(document, parsed_documents):
+    assert refusal(document).kind == "refused"
+    assert parsed_documents == []
+
+
+def test_entity_guard_is_not_fooled_by_case_or_layout(parsed_documents):
+    sneaky = rss([{"title": "x", "link": "http://127.0.0.1/x"}],
+                 head='<!doctype rss\n  [\n<!entity big "AAAA">\n]>\n')
+    assert refusal(sneaky).kind == "refused"
+    assert parsed_documents == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "cp037"])
+def test_entity_guard_holds_in_every_encoding(encoding, parsed_documents):
+    # A byte search for "<!ENTITY" misses it in UTF-16/32 or EBCDIC, yet feedparser decodes those and its
+    # lenient parser expanded the entity (a 100,000-character title from 3 KB). Small on purpose (30x, not
+    # 10,000x) so that a regression costs nothing.
+    document = big_entity(entity_size=1_000, references=100, encoding=encoding)
+    try:
+        parsed = parse(document)
+    except FeedError as error:
+        assert error.kind == "refused"
+        assert parsed_documents == []
+    else:
+        assert len(parsed.title) < 10_000, f"entity expanded to a {len(parsed.title)}-character title"
+
+
+def utf7_entity_feed(entity_size: int = 1_000, references: int = 100) -> bytes:
+    """An entity feed whose markup is UTF-7 ("+ADwAIQ-" is "<!"): plain ASCII bytes with no "<!ENTITY" in them,
+    and an XML declaration without an encoding, so only an HTTP charset says UTF-7."""
+    head = f'<!DOCTYPE rss [\n<!ENTITY big "{"A" * entity_size}">\n]>\n'
+    hidden = head.replace("<!", "+ADwAIQ-").replace("[", "+AFs-").replace("]", "+AF0-")
+    body = rss([{"title": "x", "link": "http://127.0.0.1/x"}], declaration=None, title="TITLE")
+    return ('<?xml version="1.0"?>\n' + hidden + body.replace("TITLE", "&big;" * references)).encode("ascii")
+
+
+@pytest.mark.parametrize("charset", ["utf-7", "UTF-7", "unicode-1-1-utf-7"])
+def test_entity_guard_holds_for_utf7_declared_in_the_http_header(charset, parsed_documents):
+    try:
+        parsed = parse(utf7_entity_feed(), f"application/rss+xml; charset={charset}")
+    except FeedError as error:
+        assert error.kind in ("refused", "invalid", "not_a_feed")
+        assert not any(b"+ADwAIQ-ENTITY" in document for document in parsed_documents)
+    else:
+        assert len(parsed.title) < 10_000, f"entity expanded to a {len(parsed.title)}-character title"
+
+
+def test_utf7_bytes_without_a_utf7_charset_are_harmless():
+    parsed = parse(utf7_entity_feed(), RSS_TYPE)  # read as UTF-8: "&big;" stays literal text, unexpanded
+    assert len(parsed.title) <= 1_000
+
+
+def test_external_dtd_is_neither_fetched_nor_read(site):
+    site.routes["/evil.dtd"] = Route(200, b'<!ENTITY leak SYSTEM "file:///etc/passwd">', {"Content-Type": "text/xml"})
+    for dtd in (site.url("/evil.dtd"), "file:///etc/passwd"):
+        document = rss([{"title": "Item &leak;", "link": "http://127.0.0.1/x", "description": "&leak;"}],
+                       head=f'<!DOCTYPE rss SYSTEM "{dtd}">\n').replace("&amp;leak;", "&leak;")
+        try:
+            parsed = parse(document)
+        except FeedError as error:
+            stored = error.message
+        else:
+            stored = repr(parsed)
+        assert "root:" not in stored
+    assert site.hits("/evil.dtd") == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Active content
+
+
+HOSTILE_LINKS = [
+    "javascript:alert(1)",
+    "  JavaScript:alert(2)",
+    "java&#x09;script:alert(3)",
+    "&#x6A;avascript:alert(4)",
+    "vbscript:msgbox(5)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCg2KTwvc2NyaXB0Pg==",
+    "file:///etc/passwd",
+]
+
+
+def test_javascript_and_other_active_links_are_dropped():
+    items = "".join(f"<item><title>bad {n}</title><link>{link}</link><guid isPermaLink='false'>bad-{n}</guid></item>"
+                    for n, link in enumerate(HOSTILE_LINKS))
+    items += ("<item><title>fallback</title><link>javascript:alert(7)</link>"
+              "<guid>http://127.0.0.1/permalink</guid></item>"
+              "<item><title>good</title><link>http://127.0.0.1/good</link></item>")
+    document = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'
+    parsed = parse(document)
+    assert [(entry.title, entry.url) for entry in parsed.entries] == [
+        ("fallback", "http://127.0.0.1/permalink"),  # the http(s) permalink GUID replaces the javascript: link
+        ("good", "http://127.0.0.1/good"),
+    ]
+
+
+def test_atom_alternate_links_skip_active_schemes():
+    document = """<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title><id>urn:a</id>
+      <updated>2024-01-01T00:00:00Z</updated>
+      <entry><title>E</title><id>urn:e</id><updated>2024-01-01T00:00:00Z</updated>
+        <link rel="alternate" href="javascript:alert(1)"/><link rel="alternate" href="/relative/e"/></entry>
+      <entry><title>only-js</title><id>urn:f</id><updated>2024-01-01T00:00:00Z</updated>
+        <link href="javascript:alert(2)"/></entry>
+    </feed>"""
+    parsed = parse(document, "application/atom+xml")
+    assert [(entry.guid, entry.url) for entry in parsed.entries] == [("urn:e", "http://127.0.0.1/relative/e")]
+
+
+def test_script_in_plain_text_summary_and_title_is_not_stored():
+    document = """<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title><id>urn:a</id>
+      <updated>2024-01-01T00:00:00Z</updated>
+      <entry><id>urn:e1</id><updated>2024-01-01T00:00:00Z</updated><link href="http://127.0.0.1/e1"/>
+        <title type="text">&lt;script&gt;alert('title')&lt;/script&gt;Headline</title>
+        <summary type="text">&lt;script&gt;alert(document.cookie)&lt;/script&gt;Hello &lt;b&gt;world&lt;/b&gt;</summary>
+      </entry>
+      <entry><id>urn:e2</id><updated>2024-01-01T00:00:00Z</updated><link href="http://127.0.0.1/e2"/>
+        <title>Second</title>
+        <content type="html">&lt;p onclick="steal()"&gt;Text&lt;iframe src="http://127.0.0.1/x"&gt;&lt;/iframe&gt;
+          &lt;script&gt;alert(2)&lt;/script&gt;&lt;/p&gt;</content>
+      </entry>
+    </feed>"""
+    parsed = parse(document, "application/atom+xml")
+    first, second = parsed.entries
+    assert first.title == "Headline"
+    assert first.summary == "Hello world"
+    assert second.summary == "Text"
+    for entry in parsed.entries:
+        for text in (entry.title, entry.summary):
+            assert "<" not in text and "alert(" not in text and "steal" not in text
+
+
+def test_script_in_rss_description_is_not_stored():
+    items = [{"title": "t", "link": "http://127.0.0.1/t",
+              "description": "<![CDATA[<p>Body</p><script>alert(1)</script><img src=x onerror=alert(2)>]]>"}]
+    entry = parse(rss(items)).entries[0]
+    assert entry.summary == "Body"
+
+
+def test_double_escaped_script_in_plain_text_summary_is_not_stored():
+    # html_to_text decodes entity references, so the plain text "&lt;script&gt;" once came out as a live tag.
+    document = """<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title><id>urn:a</id>
+      <updated>2024-01-01T00:00:00Z</updated>
+      <entry><id>urn:e</id><updated>2024-01-01T00:00:00Z</updated><link href="http://127.0.0.1/e"/>
+        <title type="text">&amp;lt;script&amp;gt;alert(1)&amp;lt;/script&amp;gt;Title</title>
+        <summary type="text">&amp;lt;script&amp;gt;alert(2)&amp;lt;/script&amp;gt;</summary></entry>
+    </feed>"""
+    entry = parse(document, "application/atom+xml").entries[0]
+    assert "<script" not in entry.summary.lower()
+    assert "<script" not in entry.title.lower()
+
+
+# The text as the feed's author means it: "<b>x" then a double-escaped script. One conversion gives
+# "<b>x&lt;script&gt;...", which still looks like markup, so it is converted again: "x<script>...".
+TRIPLE_ESCAPED = "&lt;b&gt;x&amp;lt;script&amp;gt;alert(1)&amp;lt;/script&amp;gt;"
+
+
+@pytest.mark.parametrize("kind", ["atom-text", "rss-description"])
+def test_triple_escaped_script_is_not_stored(kind):
+    if kind == "atom-text":
+        document = f"""<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title><id>urn:a</id>
+          <updated>2024-01-01T00:00:00Z</updated>
+          <entry><id>urn:e</id><updated>2024-01-01T00:00:00Z</updated><link href="http://127.0.0.1/e"/>
+            <title type="text">{escape(TRIPLE_ESCAPED)}</title>
+            <summary type="text">{escape(TRIPLE_ESCAPED)}</summary></entry>
+        </feed>"""
+        entry = parse(document, "application/atom+xml").entries[0]
+    else:
+        items = [{"title": "t", "link": "http://127.0.0.1/t", "description": escape(TRIPLE_ESCAPED)}]
+        entry = parse(rss(items)).entries[0]
+    assert "<script" not in entry.summary.lower()
+    assert "<script" not in entry.title.lower()
+
+
+# --------------------------------------------------------------------------------------------------
+# Not a feed
+
+
+@pytest.mark.parametrize("content_type", ["text/html; charset=UTF-8", None, RSS_TYPE])
+def test_html_challenge_page_is_not_a_feed(content_type):
+    # feedparser reports bozo=False and 0 entries for this page: it must not pass for "no new items".
+    error = refusal(CHALLENGE_PAGE, content_type)
+    assert error.kind == "not_a_feed"
+    if content_type and "html" in content_type:
+        assert "HTML page" in error.message
+
+
+@pytest.mark.parametrize("body", [b"", b"   \r\n\t  "], ids=["empty", "whitespace"])
+def test_empty_200_is_empty(body):
+    assert refusal(body).kind == "empty"
+
+
+@pytest.mark.parametrize("body", [b"\xef\xbb\xbf", b"\xef\xbb\xbf\n  ", b"\xff\xfe"],
+                         ids=["utf8-bom", "bom-ws", "utf16-bom"])
+def test_byte_order_mark_alone_is_an_error(body):
+    # Not "empty" today (the BOM is not whitespace), but a clear error either way.
+    assert refusal(body).kind in ("empty", "not_a_feed")
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', "application/json"),
+    (b"plain text, no markup at all", "text/plain"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "image/png"),
+], ids=["json", "text", "binary"])
+def test_other_documents_are_not_feeds(body, content_type):
+    assert refusal(body, content_type).kind == "not_a_feed"
+
+
+def test_feed_without_items_is_ok_not_an_error():
+    parsed = parse(rss([]))
+    assert parsed.title == "Feed" and parsed.entries == [] and parsed.warning is None
+
+
+def test_parse_feed_refuses_a_url_or_path():
+    with pytest.raises(TypeError):
+        parse_feed("file:///etc/passwd", url=URL)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------
+# Charsets
+
+TITLE_1252 = "Café “quotes” — naïve"
+
+
+def test_windows_1252_feed_declared_utf8_in_header_is_decoded_with_a_warning():
+    items = [{"title": "Résumé – déjà vu", "link": "http://127.0.0.1/a", "description": "Crème brûlée"}]
+    document = rss(items, title=TITLE_1252, declaration=None).encode("windows-1252")
+    parsed = parse(document, "application/rss+xml; charset=utf-8")
+    assert parsed.title == TITLE_1252
+    assert parsed.entries[0].title == "Résumé – déjà vu" and parsed.entries[0].summary == "Crème brûlée"
+    assert parsed.warning and "utf-8" in parsed.warning and "windows-1252" in parsed.warning
+
+
+def test_windows_1252_feed_declared_utf8_in_header_and_prolog():
+    document = rss(good_items("x", 1), title=TITLE_1252, declaration="utf-8").encode("windows-1252")
+    parsed = parse(document, "application/rss+xml; charset=utf-8")
+    assert parsed.title == TITLE_1252 and len(parsed.entries) == 1 and parsed.warning
+
+
+KOI8_TITLE = "Новости дня"
+KOI8_ITEM = "Привет, мир"
+
+
+@pytest.mark.parametrize("content_type", [None, "application/xml", RSS_TYPE])
+def test_koi8r_feed_with_xml_declaration_only(content_type):
+    items = [{"title": KOI8_ITEM, "link": "http://127.0.0.1/a"}]
+    document = rss(items, title=KOI8_TITLE, declaration="koi8-r").encode("koi8-r")
+    parsed = parse(document, content_type)
+    assert parsed.title == KOI8_TITLE and parsed.entries[0].title == KOI8_ITEM
+    assert parsed.warning is None
+
+
+def test_koi8r_feed_served_as_text_xml_without_charset():
+    # RFC 3023 makes text/xml without charset us-ascii; feedparser follows it, then falls back to the
+    # document's own declaration: right text, with a warning.
+    items = [{"title": KOI8_ITEM, "link": "http://127.0.0.1/a"}]
+    document = rss(items, title=KOI8_TITLE, declaration="koi8-r").encode("koi8-r")
+    parsed = parse(document, "text/xml")
+    assert parsed.title == KOI8_TITLE and parsed.entries[0].title == KOI8_ITEM
+    assert parsed.warning
+
+
+@pytest.mark.parametrize("content_type", [None, RSS_TYPE])
+def test_utf8_feed_with_no_charset_anywhere(content_type):
+    items = [{"title": "日本語のニュース 😀", "link": "http://127.0.0.1/a"}]
+    parsed = parse(rss(items, title="Ελληνικά", declaration=None), content_type)
+    assert parsed.title == "Ελληνικά" and parsed.entries[0].title == "日本語のニュース 😀"
+    assert parsed.warning is None
+
+
+def test_latin1_feed_with_no_charset_anywhere_is_decoded_with_a_warning():
+    document = rss([{"title": "Été à Montréal", "link": "http://127.0.0.1/a"}], declaration=None).encode("latin-1")
+    parsed = parse(document, None)
+    assert parsed.entries[0].title == "Été à Montréal" and parsed.warning
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "feeds.py (quality, low priority): a windows-1251 feed mislabelled utf-8 falls back to windows-1252 "
+    "and is stored as mojibake ('Íîâîñòè'), only flagged by a warning; charset_normalizer (installed) "
+    "could pick the right single-byte charset when feedparser has to fall back"))
+def test_windows_1251_feed_declared_utf8_is_not_stored_as_mojibake():
+    items = [{"title": "Привет из Москвы", "link": "http://127.0.0.1/a"}]
+    document = rss(items, title="Новости дня", declaration=None).encode("windows-1251")
+    parsed = parse(document, "application/rss+xml; charset=utf-8")
+    assert parsed.entries[0].title == "Привет из Москвы"
+
+
+# --------------------------------------------------------------------------------------------------
+# Broken structure
+
+
+def test_truncated_feed_keeps_complete_entries_with_a_warning():
+    document = rss(good_items("cut", 5)).encode()
+    truncated = document[: document.index(b"cut story 3") + 4]  # stops inside the fourth item's title
+    parsed = parse(truncated)
+    assert parsed.warning and parsed.warning.startswith("ill-formed feed parsed leniently")
+    assert [entry.guid for entry in parsed.entries][:3] == ["cut-0", "cut-1", "cut-2"]
+    assert parsed.entries[0].summary == "Summary 0 of cut."
+
+
+def test_feed_cut_before_its_closing_tags_keeps_every_entry():
+    document = rss(good_items("end", 5)).encode()
+    parsed = parse(document[: document.index(b"</channel>")])
+    assert [entry.guid for entry in parsed.entries] == [f"end-{n}" for n in range(5)]
+    assert parsed.warning
+
+
+def test_duplicate_guids_in_one_feed_give_one_entry():
+    items = [
+        {"title": "first", "link": "http://127.0.0.1/1", "guid": "same"},
+        {"title": "second", "link": "http://127.0.0.1/2", "guid": "same"},
+        {"title": "third", "link": "http://127.0.0.1/3", "guid": "  same  "},
+        {"title": "by link", "link": "http://127.0.0.1/4", "guid": None},
+        {"title": "by link again", "link": "http://127.0.0.1/4", "guid": None},
+    ]
+    parsed = parse(rss(items))
+    assert [(entry.guid, entry.title) for entry in parsed.entries] == [
+        ("same", "first"), ("http://127.0.0.1/4", "by link")]
+
+
+def test_max_entries_caps_a_huge_feed():
+    parsed = parse(rss(good_items("many", 500)), max_entries=50)
+    assert len(parsed.entries) == 50
+
+
+def test_future_dates_are_dropped_not_trusted():
+    document = rss(good_items("d", 1)).replace(
+        "</title><link>", "</title><pubDate>Fri, 01 Jan 2100 00:00:00 GMT</pubDate><link>", 1)
+    assert parse(document).entries[0].published_at is None
+
+
+@pytest.mark.parametrize("reference", ["&#xD800;", "&#55296;", "&#x110000;"])
+def test_invalid_character_reference_gives_a_feed_error(reference):
+    # feedparser's lenient parser raises UnicodeEncodeError / ValueError on these: never out of parse_feed.
+    items = [{"title": f"t{reference}", "link": "http://127.0.0.1/a", "guid": f"g{reference}"}]
+    document = rss(items).replace("&amp;#", "&#")
+    try:
+        parsed = parse(document)
+    except FeedError:
+        return
+    for entry in parsed.entries:
+        entry.guid.encode("utf-8")
+        entry.title.encode("utf-8")
+
+
+def test_bogus_ttl_does_not_lose_the_entries():
+    # "²".isdigit() is True but int("²") raises: an optional hint must not throw away the entries.
+    parsed = parse(rss(good_items("ttl", 2), channel_extra="<ttl>²</ttl>"))
+    assert len(parsed.entries) == 2 and parsed.ttl_minutes is None
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end: poll_feeds with hostile feeds beside good ones
+
+
+def _settings(site: LoopbackServer, paths: list[str]) -> Settings:
+    return Settings.model_validate({
+        "feeds": [{"name": path.strip("/").replace("/", "-"), "url": site.url(path)} for path in paths],
+        "network": {"allow_networks": ["127.0.0.1/32"], "connect_timeout": 2, "read_timeout": 3,
+                    "total_timeout": 10},
+        "polling": {"feed_workers": 4},
+    })
+
+
+def _serve_good(site: LoopbackServer) -> list[str]:
+    for name in ("good-a", "good-b"):
+        site.routes[f"/{name}"] = Route(200, rss(good_items(name), title=name).encode(), {"Content-Type": RSS_TYPE},
+                                        etag=f'"{name}-1"')
+    return ["/good-a", "/good-b"]
+
+
+def _feeds(query) -> dict[str, dict]:
+    return {row["name"]: row for row in query("SELECT * FROM feeds")}
+
+
+def _everything_stored(query) -> str:
+    return "\n".join(
+        row["data"] for table in ("feeds", "feed_entries", "feed_polls")
+        for row in query(f"SELECT row_to_json(t)::text AS data FROM {table} t")  # noqa: S608 - fixed names
+    )
+
+
+HOSTILE_FEEDS = {
+    "billion-laughs": (Route(200, billion_laughs(), {"Content-Type": RSS_TYPE}), "refused"),
+    "big-entity": (Route(200, big_entity(), {"Content-Type": RSS_TYPE}), "refused"),
+    "xxe": (Route(200, XXE.encode(), {"Content-Type": RSS_TYPE}), "refused"),
+    "challenge": (Route(200, CHALLENGE_PAGE, {"Content-Type": "text/html; charset=UTF-8"}), "not_a_feed"),
+    "empty": (Route(200, b"", {"Content-Type": RSS_TYPE}), "empty"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_FEEDS))
+def test_hostile_feed_among_good_ones(name, site, query, parsed_documents):
+    route, kind = HOSTILE_FEEDS[name]
+    site.routes[f"/{name}"] = route
+    settings = _settings(site, [*_serve_good(site), f"/{name}"])
+    counts = poll_feeds(sync_feeds(settings), settings)
+
+    assert (counts["feeds"], counts["failed"], counts["not_modified"], counts["new_entries"]) == (3, 1, 0, 6)
+    feeds_by_name = _feeds(query)
+    assert feeds_by_name[name]["last_error_kind"] == kind
+    assert feeds_by_name[name]["consecutive_failures"] == 1
+    polls = query("SELECT f.name, p.outcome, p.error_kind FROM feed_polls p JOIN feeds f ON f.id = p.feed_id")
+    assert {p["name"]: (p["outcome"], p["error_kind"]) for p in polls} == {
+        "good-a": ("ok", None), "good-b": ("ok", None), name: ("error", kind)}
+    entries = query("SELECT f.name, count(*) AS n FROM feed_entries e JOIN feeds f ON f.id = e.feed_id GROUP BY 1")
+    assert {row["name"]: row["n"] for row in entries} == {"good-a": 3, "good-b": 3}
+    if kind == "refused":
+        assert not any(b"<!ENTITY" in document for document in parsed_documents)
+
+
+def test_a_batch_of_hostile_feeds_stores_only_what_is_safe(site, query):
+    paths = _serve_good(site)
+    for name, (route, _) in HOSTILE_FEEDS.items():
+        site.routes[f"/{name}"] = route
+        paths.append(f"/{name}")
+    broken = rss(good_items("cut", 5)).encode()
+    site.routes["/truncated"] = Route(200, broken[: broken.index(b"cut story 3")], {"Content-Type": RSS_TYPE})
+    site.routes["/dupes"] = Route(200, rss([
+        {"title": "one", "link": "http://127.0.0.1/d1", "guid": "dup"},
+        {"title": "two", "link": "http://127.0.0.1/d2", "guid": "dup"},
+    ]).encode(), {"Content-Type": RSS_TYPE})
+    site.routes["/active"] = Route(200, rss([
+        {"title": "js", "link": "javascript:alert(1)"},
+        {"title": "text", "link": "http://127.0.0.1/t", "description": "&lt;script&gt;alert(3)&lt;/script&gt;Fine"},
+    ]).encode(), {"Content-Type": RSS_TYPE})
+    site.routes["/cp1252"] = Route(200, rss(good_items("w", 1), title=TITLE_1252, declaration=None).encode("cp1252"),
+                                   {"Content-Type": "application/rss+xml; charset=utf-8"})
+    site.routes["/http-500"] = Route(500, b"oops", {"Content-Type": "text/plain"})
+    paths += ["/truncated", "/dupes", "/active", "/cp1252", "/http-500"]
+    settings = _settings(site, paths)
+    ids = sync_feeds(settings)
+
+    counts = poll_feeds(ids, settings)
+
+    assert counts["feeds"] == len(paths) and counts["failed"] == len(HOSTILE_FEEDS) + 1
+    feeds_by_name = _feeds(query)
+    assert {name: row["last_error_kind"] for name, row in feeds_by_name.items()} == {
+        "good-a": None, "good-b": None,
+        **{name: kind for name, (_, kind) in HOSTILE_FEEDS.items()},
+        "truncated": "warning", "dupes": None, "active": None, "cp1252": "warning", "http-500": "http_error",
+    }
+    entries = query("SELECT f.name, e.guid, e.url, e.title, e.summary FROM feed_entries e "
+                    "JOIN feeds f ON f.id = e.feed_id ORDER BY f.name, e.guid")
+    by_feed: dict[str, list[dict]] = {}
+    for entry in entries:
+        by_feed.setdefault(entry["name"], []).append(entry)
+    assert [e["guid"] for e in by_feed["truncated"]] == ["cut-0", "cut-1", "cut-2"]
+    assert [e["title"] for e in by_feed["dupes"]] == ["one"]
+    assert [(e["url"], e["summary"]) for e in by_feed["active"]] == [("http://127.0.0.1/t", "Fine")]
+    assert [e["title"] for e in by_feed["cp1252"]] == ["w story 0"]
+    assert set(by_feed) == {"good-a", "good-b", "truncated", "dupes", "active", "cp1252"}
+    for entry in entries:
+        assert entry["url"].startswith("http://127.0.0.1/")
+        assert "<script" not in (entry["summary"] or "") and "<script" not in (entry["title"] or "")
+    stored = _everything_stored(query)
+    assert "root:" not in stored and "javascript:" not in stored
+
+    # The next poll (of the same feeds, due or not): good feeds answer 304, hostile ones fail again and
+    # count up, nothing is duplicated.
+    again = poll_feeds(ids, settings)
+    assert again["new_entries"] == 0 and again["not_modified"] == 2
+    assert _feeds(query)["billion-laughs"]["consecutive_failures"] == 2
+    assert len(query("SELECT id FROM feed_entries")) == len(entries)
+
+
+def _long_guid_feed(site: LoopbackServer) -> str:
+    """A feed whose GUID is 1,990 random CJK characters: about 6 KB, over PostgreSQL's 2,704-byte btree limit
+    on feed_entries(feed_id, guid). Cutting at 2,000 characters (not bytes) once let it reach the database."""
+    rng = random.Random(7)
+    guid = "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(1_990))
+    document = rss([{"title": "long", "link": "http://127.0.0.1/l", "guid": guid}]).encode()
+    site.routes["/long-guid"] = Route(200, document, {"Content-Type": RSS_TYPE})
+    return "/long-guid"
+
+
+def test_oversized_guid_is_stored_as_a_hash(site, query):
+    settings = _settings(site, [*_serve_good(site), _long_guid_feed(site)])
+    counts = poll_feeds(sync_feeds(settings), settings)
+    assert (counts["feeds"], counts["failed"], counts["new_entries"]) == (3, 0, 7)
+    guids = [row["guid"] for row in query("SELECT e.guid FROM feed_entries e JOIN feeds f ON f.id = e.feed_id "
+                                          "WHERE f.name = 'long-guid'")]
+    assert len(guids) == 1 and len(guids[0].encode()) <= 2_000
+
+
+def test_a_value_the_database_refuses_is_recorded_not_raised(site, query, monkeypatch):
+    """Storage errors used to escape poll_feeds (its _record ran outside the try): the mapped task failed,
+    its counts were lost and the feed's error was never recorded. Lift the GUID guard to make one happen."""
+    monkeypatch.setattr(feeds, "MAX_GUID_BYTES", 10**9)
+    settings = _settings(site, [*_serve_good(site), _long_guid_feed(site)])
+    counts = poll_feeds(sync_feeds(settings), settings)
+    assert (counts["feeds"], counts["failed"], counts["new_entries"]) == (3, 1, 6)
+    long_feed = _feeds(query)["long-guid"]
+    assert long_feed["last_error_kind"] == "internal" and long_feed["consecutive_failures"] == 1
+    assert "storing the poll failed" in long_feed["last_error"]
+
+
+def test_entries_of_a_feed_are_stored_with_text_not_markup(site, query):
+    """JSON-dump check: a hostile but parseable feed stores plain text, http(s) URLs and nothing else."""
+    items = [{"title": "<b>Bold</b> claim", "link": "http://127.0.0.1/p?utm_source=x",
+              "description": escape("<p>Para <a href='javascript:alert(1)'>link</a></p><script>x()</script>")}]
+    site.routes["/markup"] = Route(200, rss(items).encode(), {"Content-Type": RSS_TYPE})
+    settings = _settings(site, ["/markup"])
+    assert poll_feeds(sync_feeds(settings), settings)["new_entries"] == 1
+    entry = query("SELECT title, summary, url FROM feed_entries")[0]
+    assert entry == {"title": "Bold claim", "summary": "Para link", "url": "http://127.0.0.1/p?utm_source=x"}
+    assert json.dumps(entry).count("<") == 0

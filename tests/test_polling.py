@@ -1,0 +1,494 @@
+"""Feed polling at scale, politely: scheduling, failure handling, redirects, per-host limits, deadlines.
+
+Every test polls real loopback servers and records into the real database. Time is never waited
+for: a test asserts on the stored ``next_poll_at``, or moves ``next_poll_at`` into the past (our own
+clock in our own table) to make a feed due again.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from xml.sax.saxutils import escape
+
+import pytest
+
+from newswatch import schedule
+from newswatch.cli import main
+from newswatch.config import Settings
+from newswatch.poller import deliver_operator_events, poll_feeds, sync_feeds
+from tests.servers import LoopbackServer, Route
+
+XML = {"Content-Type": "application/rss+xml"}
+
+
+def rss(items: int, *, gap: timedelta = timedelta(hours=1), latest: timedelta = timedelta(minutes=1),
+        ttl: int | None = None, prefix: str = "item") -> bytes:
+    """An RSS document with ``items`` entries, the newest ``latest`` ago, each ``gap`` older than the previous."""
+    now = datetime.now(UTC)
+    parts = ['<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+             "<link>http://127.0.0.1/</link><description>d</description>"]
+    if ttl is not None:
+        parts.append(f"<ttl>{ttl}</ttl>")
+    for index in range(items):
+        published = format_datetime(now - latest - gap * index, usegmt=True)
+        link = f"http://127.0.0.1/{prefix}/{index}"
+        parts.append(f"<item><title>{prefix} {index}</title><link>{escape(link)}</link><guid>{escape(link)}</guid>"
+                     f"<pubDate>{published}</pubDate><description>text</description></item>")
+    parts.append("</channel></rss>")
+    return "".join(parts).encode()
+
+
+def make_settings(feeds: list[dict], *, allow: tuple[str, ...] = ("127.0.0.1/32",), channels=(), network=None,
+                  **polling) -> Settings:
+    return Settings.model_validate({
+        "feeds": feeds,
+        "channels": list(channels),
+        "network": {"allow_networks": list(allow), "connect_timeout": 2, "read_timeout": 2, "total_timeout": 4,
+                    **(network or {})},
+        "polling": polling,
+    })
+
+
+def poll(settings: Settings, *, force: bool = False) -> dict[str, int]:
+    return poll_feeds(sync_feeds(settings, force=force), settings)
+
+
+def feed_row(query, name: str) -> dict:
+    return query("SELECT * FROM feeds WHERE name = %s", (name,))[0]
+
+
+def make_due(query, *names: str) -> None:
+    query("UPDATE feeds SET next_poll_at = now() - interval '1 second' WHERE name = ANY(%s)", (list(names),))
+
+
+def seconds_until(moment: datetime) -> float:
+    return (moment - datetime.now(UTC)).total_seconds()
+
+
+def events(query, kind: str | None = None) -> list[dict]:
+    rows = query("SELECT * FROM operator_events ORDER BY id")
+    return [row for row in rows if kind is None or row["kind"] == kind]
+
+
+# --- conditional GET -------------------------------------------------------------------------------
+
+
+def test_not_modified_costs_no_parse_and_new_etag_brings_new_entries(site, query):
+    site.routes["/feed"] = Route(200, rss(2), XML, etag='"v1"')
+    settings = make_settings([{"name": "f", "url": site.url("/feed")}])
+
+    assert poll(settings) == {"feeds": 1, "failed": 0, "not_modified": 0, "new_entries": 2}
+    assert feed_row(query, "f")["etag"] == '"v1"'
+
+    make_due(query, "f")
+    assert poll(settings)["not_modified"] == 1
+    assert site.requests[-1].headers["if-none-match"] == '"v1"'
+    # A 304 has an empty body: had it been parsed, the poll would be an "empty document" error.
+    last = query("SELECT outcome, error_kind, entries FROM feed_polls ORDER BY id DESC LIMIT 1")[0]
+    assert last == {"outcome": "not_modified", "error_kind": None, "entries": 0}
+    row = feed_row(query, "f")
+    assert row["consecutive_failures"] == 0 and row["last_status"] == 304
+    assert len(query("SELECT id FROM feed_entries")) == 2
+
+    site.routes["/feed"] = Route(200, rss(3), XML, etag='"v2"')
+    make_due(query, "f")
+    assert poll(settings)["new_entries"] == 1
+    assert feed_row(query, "f")["etag"] == '"v2"'
+    assert len(query("SELECT id FROM feed_entries")) == 3
+    assert all("newswatch" in request.headers["user-agent"] for request in site.requests)
+
+
+# --- scheduling ------------------------------------------------------------------------------------
+
+
+def test_sync_returns_only_due_feeds_and_force_returns_all(site, query):
+    for path in ("/a", "/b", "/c"):
+        site.routes[path] = Route(200, rss(2), XML)
+    config = [{"name": "a", "url": site.url("/a")}, {"name": "b", "url": site.url("/b")},
+              {"name": "c", "url": site.url("/c"), "enabled": False}]
+    settings = make_settings(config)
+    ids = sync_feeds(settings)
+    by_name = {row["name"]: row["id"] for row in query("SELECT id, name FROM feeds")}
+    assert sorted(ids) == sorted([by_name["a"], by_name["b"]])  # new feeds are due at once
+
+    poll_feeds(ids, settings)
+    assert seconds_until(feed_row(query, "a")["next_poll_at"]) > 60
+    assert sync_feeds(settings) == []  # just polled: nothing is due
+    assert sorted(sync_feeds(settings, force=True)) == sorted(ids)  # --all: every enabled feed
+    make_due(query, "b")
+    assert sync_feeds(settings) == [by_name["b"]]
+
+    # A feed added to the config is due at once; a re-enabled one too.
+    settings = make_settings(config[:2] + [{"name": "c", "url": site.url("/c")}, {"name": "d", "url": site.url("/a")}])
+    due = sync_feeds(settings)
+    by_name = {row["name"]: row["id"] for row in query("SELECT id, name FROM feeds")}
+    assert sorted(due) == sorted([by_name["b"], by_name["c"], by_name["d"]])
+
+
+def test_adaptive_interval_busy_feed_sooner_than_quiet_one_within_bounds(site, query):
+    site.routes["/busy"] = Route(200, rss(20, gap=timedelta(minutes=6)), XML)  # ~10 an hour
+    site.routes["/quiet"] = Route(200, rss(10, gap=timedelta(days=3), latest=timedelta(days=1)), XML)
+    config = [{"name": "busy", "url": site.url("/busy")}, {"name": "quiet", "url": site.url("/quiet")}]
+
+    poll(make_settings(config, min_interval=120, max_interval=21600))
+    busy, quiet = feed_row(query, "busy"), feed_row(query, "quiet")
+    assert 300 <= busy["interval_seconds"] <= 420  # one entry every ~6 minutes
+    assert quiet["interval_seconds"] == 21600  # one every 3 days: clamped to max_interval
+    for row in (busy, quiet):
+        delay = seconds_until(row["next_poll_at"])
+        assert row["interval_seconds"] - 65 <= delay <= row["interval_seconds"] + 5
+
+    make_due(query, "busy", "quiet")
+    poll(make_settings(config, min_interval=900, max_interval=7200))
+    assert feed_row(query, "busy")["interval_seconds"] == 900
+    assert feed_row(query, "quiet")["interval_seconds"] == 7200
+
+    # A configured interval replaces the estimate, still within the bounds.
+    make_due(query, "busy", "quiet")
+    poll(make_settings([{**config[0], "interval": 3600}, {**config[1], "interval": 60}],
+                       min_interval=300, max_interval=7200))
+    assert feed_row(query, "busy")["interval_seconds"] == 3600
+    assert feed_row(query, "quiet")["interval_seconds"] == 300
+
+
+def test_server_hints_lengthen_the_interval(site, query):
+    busy = rss(20, gap=timedelta(minutes=6))
+    now = datetime.now(UTC)
+    site.routes["/ttl"] = Route(200, rss(20, gap=timedelta(minutes=6), ttl=60), XML)
+    site.routes["/max-age"] = Route(200, busy, {**XML, "Cache-Control": "public, max-age=1800"})
+    site.routes["/expires"] = Route(200, busy, {**XML, "Expires": format_datetime(now + timedelta(hours=2),
+                                                                                  usegmt=True)})
+    site.routes["/huge"] = Route(200, busy, {**XML, "Cache-Control": "max-age=31536000"})
+    site.routes["/plain"] = Route(200, busy, XML)
+    names = ["ttl", "max-age", "expires", "huge", "plain"]
+    poll(make_settings([{"name": name, "url": site.url(f"/{name}")} for name in names],
+                       min_interval=300, max_interval=21600))
+    rows = {name: feed_row(query, name) for name in names}
+    assert rows["plain"]["interval_seconds"] < 600
+    assert rows["ttl"]["interval_seconds"] == 3600 and rows["ttl"]["ttl_seconds"] == 3600
+    assert rows["max-age"]["interval_seconds"] == 1800
+    assert 7100 <= rows["expires"]["interval_seconds"] <= 7200
+    assert rows["huge"]["interval_seconds"] == 86400  # a server may slow us down, but for a day at most
+    # Server hints are not cut by the scheduling slack.
+    assert seconds_until(rows["ttl"]["next_poll_at"]) >= 3600 - 5
+
+    # <ttl> is remembered across 304 answers, which carry no document.
+    site.routes["/ttl"] = Route(200, rss(20, gap=timedelta(minutes=6), ttl=60), XML, etag='"t"')
+    make_due(query, "ttl")
+    poll(make_settings([{"name": "ttl", "url": site.url("/ttl")}]))
+    make_due(query, "ttl")
+    assert poll(make_settings([{"name": "ttl", "url": site.url("/ttl")}]))["not_modified"] == 1
+    assert feed_row(query, "ttl")["interval_seconds"] == 3600
+
+
+# --- failures --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("status", "retry_after", "expected"), [
+    (429, "120", 120),
+    (429, "5", 60),  # clamped up to a minute
+    (503, "99999999", 86400),  # and down to a day
+])
+def test_retry_after_seconds_is_honoured_and_clamped(site, query, status, retry_after, expected):
+    site.routes["/feed"] = Route(status, b"slow down", {"Retry-After": retry_after})
+    settings = make_settings([{"name": "f", "url": site.url("/feed")}], min_interval=300)
+    assert poll(settings)["failed"] == 1
+    row = feed_row(query, "f")
+    assert expected - 5 <= seconds_until(row["next_poll_at"]) <= expected + 1
+    assert row["last_status"] == status and "retry after" in row["last_error"]
+    assert sync_feeds(settings) == []
+
+
+def test_retry_after_http_date_on_503(site, query):
+    later = datetime.now(UTC) + timedelta(hours=1)
+    site.routes["/feed"] = Route(503, b"maintenance", {"Retry-After": format_datetime(later, usegmt=True)})
+    poll(make_settings([{"name": "f", "url": site.url("/feed")}]))
+    assert 3600 - 10 <= seconds_until(feed_row(query, "f")["next_poll_at"]) <= 3600 + 1
+
+
+def test_backoff_grows_with_full_jitter_is_bounded_and_never_gives_up(site, query):
+    site.routes["/feed"] = Route(500, b"broken")
+    settings = make_settings([{"name": "f", "url": site.url("/feed")}], min_interval=60, max_backoff=3600)
+    delays = []
+    for failures in range(1, 13):
+        make_due(query, "f")
+        assert poll(settings)["failed"] == 1
+        row = feed_row(query, "f")
+        assert row["consecutive_failures"] == failures
+        delay = seconds_until(row["next_poll_at"])
+        ceiling = min(3600, 60 * 2 ** (failures - 1))
+        assert 60 - 5 <= delay <= ceiling + 1, (failures, delay)
+        delays.append(delay)
+    assert max(delays[6:]) > 240  # the ceiling grew (all of these at or below 4 min: odds ~1e-8)
+    assert len({round(delay) for delay in delays[6:]}) > 1  # jittered, not a fixed step
+    assert max(delays) <= 3600 + 1
+    make_due(query, "f")
+    assert len(sync_feeds(settings)) == 1  # still probed after 12 failures
+    assert feed_row(query, "f")["disabled_reason"] is None
+
+
+def test_gone_disables_the_feed_with_a_reason_and_it_is_not_polled_again(site, query, capsys):
+    site.routes["/gone"] = Route(410, b"gone")
+    settings = make_settings([{"name": "gone", "url": site.url("/gone")}])
+    assert poll(settings)["failed"] == 1
+    row = feed_row(query, "gone")
+    assert row["disabled_reason"] == "HTTP 410 Gone" and row["enabled"] is True
+    assert [event["kind"] for event in events(query)] == ["disabled"]
+
+    make_due(query, "gone")
+    assert sync_feeds(settings) == [] and sync_feeds(settings, force=True) == []
+    assert poll_feeds([row["id"]], settings)["feeds"] == 0
+    assert len(site.hits("/gone")) == 1
+
+    assert main(["feeds"]) == 0
+    assert "disabled (HTTP 410 Gone)" in capsys.readouterr().out
+
+    # A new URL in the config brings it back.
+    site.routes["/new"] = Route(200, rss(1), XML)
+    assert sync_feeds(make_settings([{"name": "gone", "url": site.url("/new")}])) == [row["id"]]
+    assert feed_row(query, "gone")["disabled_reason"] is None
+
+
+def test_failing_then_recovered_notifies_the_operator_once_each(site, query, webhook, tmp_path):
+    site.routes["/feed"] = Route(500, b"broken")
+    log_file = tmp_path / "operator.jsonl"
+    settings = make_settings(
+        [{"name": "f", "url": site.url("/feed")}],
+        channels=[{"name": "ops", "url": f"json://127.0.0.1:{webhook.server_address[1]}/ops"}],
+        notify_after_failures=2, operator_channels=["ops", f"jsonl://{log_file}"],
+    )
+    for _ in range(4):
+        make_due(query, "f")
+        poll(settings)
+    assert feed_row(query, "f")["consecutive_failures"] == 4
+    failing = events(query, "failing")
+    assert len(failing) == 1 and "f" in failing[0]["message"] and "HTTP 500" in failing[0]["message"]
+
+    site.routes["/feed"] = Route(200, rss(2), XML)
+    for _ in range(2):
+        make_due(query, "f")
+        poll(settings)
+    row = feed_row(query, "f")
+    assert row["consecutive_failures"] == 0 and row["failure_notified_at"] is None
+    assert [event["kind"] for event in events(query)] == ["failing", "recovered"]
+
+    # One failure is below the threshold: no event.
+    site.routes["/feed"] = Route(500, b"broken")
+    make_due(query, "f")
+    poll(settings)
+    assert len(events(query)) == 2
+
+    # Delivery: the webhook is down at first; the file channel gets each event once, whatever the retries.
+    webhook.status = 500
+    assert deliver_operator_events(settings) == {"sent": 0, "failed": 2, "logged": 0}
+    webhook.status = 200
+    assert deliver_operator_events(settings) == {"sent": 2, "failed": 0, "logged": 0}
+    assert deliver_operator_events(settings) == {"sent": 0, "failed": 0, "logged": 0}
+    assert [payload["title"] for payload in webhook.received] == ["[newswatch] feed f: failing",
+                                                                  "[newswatch] feed f: recovered"]
+    assert all("Event-Id: newswatch-operator-event-" in payload["message"] for payload in webhook.received)
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [line["kind"] for line in lines] == ["failing", "recovered"]
+    assert all(event["delivered_at"] is not None for event in events(query))
+
+
+@pytest.mark.parametrize("status", [301, 308])
+def test_permanent_redirect_moves_the_url_only_when_seen_twice_in_a_row(site, query, status):
+    site.routes["/old"] = Route(status, b"", {"Location": "/new"})
+    site.routes["/new"] = Route(200, rss(2), XML)
+    config = [{"name": "f", "url": site.url("/old")}]
+    settings = make_settings(config)
+
+    poll(settings)
+    row = feed_row(query, "f")
+    assert row["url"] == site.url("/old")  # once is not enough
+    assert (row["permanent_redirect_url"], row["redirect_count"]) == (site.url("/new"), 1)
+
+    site.routes["/old"] = Route(200, rss(2), XML)  # the redirect was a one-off
+    make_due(query, "f")
+    poll(settings)
+    row = feed_row(query, "f")
+    assert row["url"] == site.url("/old") and row["redirect_count"] == 0
+
+    site.routes["/old"] = Route(status, b"", {"Location": "/new"})
+    for _ in range(2):
+        make_due(query, "f")
+        poll(settings)
+    row = feed_row(query, "f")
+    assert row["url"] == site.url("/new") and row["config_url"] == site.url("/old")
+    assert [event["kind"] for event in events(query)] == ["moved"]
+
+    old_hits = len(site.hits("/old"))
+    sync_feeds(settings)  # the same config must not move it back
+    make_due(query, "f")
+    poll(settings)
+    assert feed_row(query, "f")["url"] == site.url("/new") and len(site.hits("/old")) == old_hits
+
+
+def test_temporary_redirect_never_moves_the_url(site, query):
+    site.routes["/old"] = Route(302, b"", {"Location": "/new"})
+    site.routes["/new"] = Route(200, rss(2), XML)
+    settings = make_settings([{"name": "f", "url": site.url("/old")}])
+    for _ in range(3):
+        make_due(query, "f")
+        poll(settings)
+    row = feed_row(query, "f")
+    assert row["url"] == site.url("/old") and row["redirect_count"] == 0
+
+
+# --- concurrency and safety ------------------------------------------------------------------------
+
+
+class _Concurrency:
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+
+    def __call__(self, request) -> Route:
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(self.delay)
+        with self.lock:
+            self.active -= 1
+        return Route(200, rss(1, prefix=request.path.strip("/")), XML)
+
+
+def test_per_host_limit_caps_concurrent_requests_to_one_host(site, query):
+    counter = _Concurrency(0.3)
+    for index in range(8):
+        site.routes[f"/f{index}"] = counter
+    settings = make_settings([{"name": f"f{index}", "url": site.url(f"/f{index}")} for index in range(8)],
+                             feed_workers=8, per_host_concurrency=2)
+    started = time.monotonic()
+    assert poll(settings)["failed"] == 0
+    assert counter.peak == 2  # never more than the limit, and the limit is used
+    assert time.monotonic() - started >= 4 * 0.3 - 0.05
+
+
+def test_per_host_limit_does_not_serialize_other_hosts(site, query):
+    other = LoopbackServer(host="127.0.0.2").start()
+    try:
+        first, second = _Concurrency(0.3), _Concurrency(0.3)
+        feeds = []
+        for index in range(4):
+            site.routes[f"/a{index}"] = first
+            other.routes[f"/b{index}"] = second
+            feeds += [{"name": f"a{index}", "url": site.url(f"/a{index}")},
+                      {"name": f"b{index}", "url": other.url(f"/b{index}")}]
+        settings = make_settings(feeds, allow=("127.0.0.1/32", "127.0.0.2/32"), feed_workers=8,
+                                 per_host_concurrency=1)
+        started = time.monotonic()
+        assert poll(settings)["failed"] == 0
+        assert first.peak == 1 and second.peak == 1
+        assert time.monotonic() - started < 8 * 0.3  # both hosts were polled side by side
+    finally:
+        other.stop()
+
+
+def test_waiting_for_a_host_slot_does_not_count_against_the_deadline(site, query):
+    counter = _Concurrency(1.0)
+    for index in range(3):
+        site.routes[f"/f{index}"] = counter
+    settings = make_settings([{"name": f"f{index}", "url": site.url(f"/f{index}")} for index in range(3)],
+                             network={"total_timeout": 1.5}, feed_workers=3, per_host_concurrency=1)
+    # The last feed waits ~2 s for its slot, longer than the 1.5 s deadline of its own request.
+    assert poll(settings)["failed"] == 0
+    assert counter.peak == 1
+
+
+def _drip_server(body_bytes: int, every: float) -> tuple[socket.socket, threading.Event]:
+    """A raw server that sends headers, then one body byte every ``every`` seconds."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\n"
+                         b"Content-Length: %d\r\n\r\n" % body_bytes)
+            for _ in range(body_bytes):
+                if stop.is_set():
+                    break
+                conn.sendall(b" ")
+                time.sleep(every)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, stop
+
+
+def test_slow_drip_body_is_cut_by_the_total_deadline(query):
+    # 24 bytes at 2 per second: each read gets data well within read_timeout, so only a total
+    # deadline stops it; without one the poll would take 12 s.
+    server, stop = _drip_server(24, 0.5)
+    try:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/feed"
+        settings = make_settings([{"name": "drip", "url": url}])  # total_timeout 4 s, read_timeout 2 s
+        started = time.monotonic()
+        assert poll(settings)["failed"] == 1
+        assert time.monotonic() - started < 6
+        row = feed_row(query, "drip")
+        assert row["last_error_kind"] == "timeout" and "deadline" in row["last_error"]
+    finally:
+        stop.set()
+        server.close()
+
+
+# --- visibility ------------------------------------------------------------------------------------
+
+
+def test_feeds_command_shows_state_failing_first(site, query, capsys):
+    site.routes["/ok"] = Route(200, rss(2), XML)
+    site.routes["/broken"] = Route(500, b"broken")
+    site.routes["/gone"] = Route(410, b"gone")
+    config = [{"name": name, "url": site.url(f"/{name}")} for name in ("ok", "broken", "gone")]
+    poll(make_settings(config))
+    sync_feeds(make_settings(config + [{"name": "fresh", "url": site.url("/ok")},
+                                       {"name": "off", "url": site.url("/ok"), "enabled": False}]))
+
+    assert main(["feeds", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["name"], row["state"]) for row in rows] == [
+        ("broken", "failing"), ("fresh", "new"), ("ok", "ok"),
+        ("gone", "disabled (HTTP 410 Gone)"), ("off", "disabled (config)"),
+    ]
+    broken = rows[0]
+    assert broken["failures"] == 1 and broken["error_kind"] == "http_error" and broken["error"] == "HTTP 500"
+    assert broken["next_poll"] is not None and broken["last_success"] is None
+    ok = rows[2]
+    assert ok["last_success"] is not None and ok["interval"] and ok["interval_seconds"] > 0
+
+    assert main(["feeds"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:8] == ["NAME", "STATE", "FAILURES", "ERROR_KIND", "ERROR", "LAST_SUCCESS",
+                                    "NEXT_POLL", "INTERVAL"]
+    assert table[1].startswith("broken") and "HTTP 500" in table[1]
+
+
+def test_schedule_backoff_ceiling_doubles_up_to_the_cap():
+    polling = Settings.model_validate({"polling": {"min_interval": 300, "max_backoff": 86400}}).polling
+    ceilings = [schedule.backoff_ceiling(failures, polling) for failures in range(1, 12)]
+    assert ceilings[:5] == [300, 600, 1200, 2400, 4800]
+    assert ceilings[-1] == 86400 and all(b >= a for a, b in zip(ceilings, ceilings[1:], strict=False))
+    assert schedule.backoff_ceiling(10_000, polling) == 86400
