@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import sys
+import unicodedata
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,6 +17,7 @@ from newswatch.language import detect_language
 from newswatch.urls import canonicalize_url
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
 SEED_TITLE = (
     "Contre-attaque américaine en Syrie après que les troupes aient été attaquées par des roquettes "
     "de militants – des explosions ont été entendues."
@@ -566,3 +571,289 @@ def test_detect_language_restriction() -> None:
 
 def test_language_model_is_loaded_once() -> None:
     assert language._get_identifier() is language._get_identifier()
+
+
+# --------------------------------------------------------------------------------------------------
+# Main text: tables, quoted social posts, captions, cross-links, headline, Unicode
+
+
+def test_data_tables_keep_their_rows_and_cells() -> None:
+    table = (
+        "<table><tr><th>Pos.</th><th>Driver</th><th>Points</th></tr>"
+        "<tr><td>1</td><td>Kyle Busch</td><td>5040</td></tr><tr><td>2</td><td>Martin Truex Jr.</td><td>5035</td></tr>"
+        "</table>"
+    )
+    html = article_page(ENGLISH).replace("</article>", table + "</article>")
+    body = extract_article(html.encode(), url="https://example.com/a").body
+    assert "Pos. Driver Points\n1 Kyle Busch 5040\n2 Martin Truex Jr. 5035" in body
+
+
+def test_quoted_social_post_is_kept_and_captions_are_dropped() -> None:
+    tweet = (
+        '<div class="social-media-embed"><blockquote class="twitter-tweet"><p lang="en">Yes this is real and '
+        'the state spent half a million dollars on it</p>— Jane Roe (@janeroe) <a href="https://x.test/s/1">'
+        "November 18, 2019</a></blockquote></div>"
+    )
+    figure = '<figure><img src="/a.jpg"><figcaption>The mayor at the council meeting. Photo: AP</figcaption></figure>'
+    html = article_page(ENGLISH).replace(f"<p>{ENGLISH[1]}</p>", figure + f"<p>{ENGLISH[1]}</p>" + tweet)
+    body = extract_article(html.encode(), url="https://example.com/a").body
+    assert "Yes this is real and the state spent half a million dollars on it" in body
+    assert "— Jane Roe (@janeroe) November 18, 2019" in body
+    assert "The mayor at the council meeting" not in body
+    assert body.startswith(ENGLISH[0]) and body.endswith(ENGLISH[2])
+
+
+def test_cross_links_inside_the_body_are_dropped() -> None:
+    related = (
+        '<p>Related: <a href="/news/2">Council to vote on the school renovation plan next month</a></p>'
+        "<p>DON'T MISS</p>"
+        '<p><a href="/news/3">Bus drivers threaten to strike over the winter timetable</a></p>'
+        '<p><a href="/news/4">Parking fees: what changes for residents of the centre</a></p>'
+    )
+    html = article_page(ENGLISH).replace(f"<p>{ENGLISH[2]}</p>", related + f"<p>{ENGLISH[2]}</p>")
+    assert paragraphs_of(extract_article(html.encode(), url="https://example.com/a").body) == ENGLISH
+
+
+def test_only_runs_of_link_lines_count_as_cross_links() -> None:
+    from lxml import etree
+
+    from newswatch.extract import _assemble_body, _Marks
+
+    marks = _Marks("⟦", "⟧")
+    body = etree.fromstring(
+        "<body><p>Intro text of the story, long enough to be a paragraph of its own.</p>"
+        "<p>⟦The full budget proposal was published by the city on Monday.⟧</p>"  # one link line: text
+        "<p>More text of the story with ⟦a link⟧ inside a sentence that goes on.</p>"
+        "<list><item>⟦Headline one elsewhere⟧</item><item>⟦Headline two elsewhere⟧</item></list>"
+        "<p>Closing paragraph.</p><p>⟦Other story one⟧</p><p>⟦Other story two⟧</p></body>"
+    )
+    assert paragraphs_of(_assemble_body(body, (), marks)) == [
+        "Intro text of the story, long enough to be a paragraph of its own.",
+        "The full budget proposal was published by the city on Monday.",
+        "More text of the story with a link inside a sentence that goes on.",
+        "Closing paragraph.",
+    ]
+
+
+def test_link_marks_never_reach_the_text() -> None:
+    text = "Prices rose ⟦sharply⟧ in the centre, the council said on Tuesday after a long debate."
+    html = article_page([*ENGLISH, text]).replace("the mayor", '<a href="/mayor">the mayor</a>')
+    body = extract_article(html.encode(), url="https://example.com/a").body
+    assert text in body  # the page's own brackets are kept (another mark pair is used)
+    assert "the mayor said" in body and "⦃" not in body and "⦄" not in body
+
+
+def test_body_is_nfc_normalised_and_matching_form_is_rules_normalize_text() -> None:
+    decomposed = [p.replace("é", "e\u0301") for p in FRENCH]
+    article = extract_article(article_page(decomposed, title="Budget adopte\u0301").encode(), url="https://e.com/a")
+    assert "e\u0301" not in article.body and "Le conseil municipal a adopté mardi soir" in article.body
+    assert article.title == "Budget adopté"
+    from newswatch.extract import normalize_for_matching
+    from newswatch.rules import normalize_text
+
+    assert normalize_for_matching("L’Été  « chaud »") == normalize_text("L’Été  « chaud »") == "l'ete \" chaud \""
+
+
+def test_script_only_page_with_json_ld_article_body_uses_it() -> None:
+    data = {
+        "@context": "https://schema.org",
+        "@type": "NewsArticle",
+        "headline": "Budget approved",
+        "articleBody": "\n".join(ENGLISH),
+        "datePublished": "2024-03-01T10:00:00+01:00",
+    }
+    html = (
+        '<html><head><title>Budget approved</title><script type="application/ld+json">'
+        + json.dumps(data)
+        + '</script></head><body><div id="root"></div><script>boot()</script></body></html>'
+    )
+    article = extract_article(html.encode(), url="https://example.com/a", feed_summary="Teaser.")
+    assert paragraphs_of(article.body) == ENGLISH
+    assert (article.method, article.is_partial) == ("jsonld", False)
+    assert article.published_at == datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def test_paywall_teaser_with_a_real_lead_falls_back_to_the_longer_feed_summary() -> None:
+    teaser = [
+        ENGLISH[0],
+        "This article is for subscribers only. Subscribe now for unlimited access, or log in to continue.",
+    ]
+    summary = "<p>" + " ".join(ENGLISH) + "</p><p>" + " ".join(ENGLISH[:2]) + "</p>"
+    article = extract_article(article_page(teaser).encode(), url="https://example.com/a", feed_summary=summary)
+    assert (article.method, article.is_partial) == ("feed", True)
+    assert article.body.startswith(ENGLISH[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# Dates, authors, site name
+
+
+def jsonld_page(data: dict, *, head: str = "") -> bytes:
+    script = f'<script type="application/ld+json">{json.dumps(data)}</script>'
+    return article_page(ENGLISH, head=script + head).encode()
+
+
+def test_published_and_updated_from_json_ld() -> None:
+    data = {
+        "@context": "https://schema.org",
+        "@graph": [
+            {"@type": "WebSite", "name": "Ignored"},
+            {
+                "@type": ["NewsArticle"],
+                "datePublished": "2024-03-01T10:00:00+01:00",
+                "dateModified": "2024-03-02T08:30:00Z",
+                "author": [{"@type": "Person", "name": "Jane Doe"}, {"@type": "Person", "name": "By John Smith"}],
+                "publisher": {"@type": "Organization", "name": "The Daily"},
+            },
+        ],
+    }
+    article = extract_article(jsonld_page(data), url="https://example.com/news/budget")
+    assert article.published_at == datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+    assert article.updated_at == datetime(2024, 3, 2, 8, 30, tzinfo=UTC)
+    assert article.authors == ["Jane Doe", "John Smith"]
+    assert article.site_name == "The Daily"
+
+
+def test_updated_from_open_graph_meta_and_never_in_the_future_or_before_publication() -> None:
+    head = (
+        '<meta property="article:published_time" content="2024-03-01T10:00:00Z">'
+        '<meta property="article:modified_time" content="2024-03-05T10:00:00Z">'
+    )
+    html = article_page(ENGLISH, head=head).encode()
+    article = extract_article(html, url="https://example.com/a", now=datetime(2024, 3, 10, tzinfo=UTC))
+    assert (article.published_at, article.updated_at) == (
+        datetime(2024, 3, 1, 10, 0, tzinfo=UTC),
+        datetime(2024, 3, 5, 10, 0, tzinfo=UTC),
+    )
+    early = extract_article(html, url="https://example.com/a", now=datetime(2024, 3, 3, tzinfo=UTC))
+    assert early.published_at == datetime(2024, 3, 1, 10, 0, tzinfo=UTC) and early.updated_at is None
+    stale = html.replace(b"2024-03-05", b"2024-02-20")  # "modified" before publication: meaningless
+    assert extract_article(stale, url="https://example.com/a").updated_at is None
+
+
+def test_feed_updated_date_is_used() -> None:
+    article = extract_article(
+        None,
+        url="https://example.com/a",
+        feed_published=datetime(2024, 3, 1, tzinfo=UTC),
+        feed_updated=datetime(2024, 3, 2, tzinfo=UTC),
+    )
+    assert article.updated_at == datetime(2024, 3, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://example.com/2022/08/25/budget-approved/", datetime(2022, 8, 25, tzinfo=UTC)),
+        ("https://example.com/news/2022-08-25-budget-approved", datetime(2022, 8, 25, tzinfo=UTC)),
+        ("https://example.com/news/20220825/budget", datetime(2022, 8, 25, tzinfo=UTC)),
+        ("https://example.com/2022/13/45/budget/", None),
+        ("https://example.com/2099/01/01/budget/", None),  # in the future
+        ("https://example.com/news/budget-approved", None),
+    ],
+)
+def test_date_in_the_url_is_the_last_resort(url: str, expected: datetime | None) -> None:
+    article = extract_article(article_page(ENGLISH).encode(), url=url, now=datetime(2024, 1, 1, tzinfo=UTC))
+    assert article.published_at == expected
+
+
+def test_unreadable_page_dates_are_ignored() -> None:
+    head = '<meta property="article:published_time" content="yesterday">'
+    html = article_page(ENGLISH, head=head).encode()
+    assert extract_article(html, url="https://example.com/news/x").published_at is None
+    head = '<meta property="article:published_time" content="Tue, 05 Mar 2024 10:00:00 +0100">'
+    html = article_page(ENGLISH, head=head).encode()
+    assert extract_article(html, url="https://example.com/x").published_at == datetime(2024, 3, 5, 9, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# The benchmark's scorer (bench/extraction.py): checked on toy texts and 3 real pages
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_extraction", ROOT / "bench" / "extraction.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_metric_on_toy_texts() -> None:
+    bench = load_bench()
+    assert bench.page_counts("a b c d e", "a b c d e") == (1.0, 0.0, 0.0)
+    assert bench.page_counts("", "") == (1.0, 0.0, 0.0)
+    assert bench.page_precision_recall("a b c d e", "a, b; c d.") == (1.0, 0.5)
+    assert bench.page_precision_recall("a b c d", "") == (None, 0.0)  # precision undefined: skipped
+    scores = bench.evaluate({"x": "a b c d e", "y": "w x y z"}, {"x": "a b c d", "y": ""})
+    assert (scores.precision, scores.recall, scores.accuracy) == (1.0, 0.25, 0.0)
+    assert scores.f1 == pytest.approx(0.4)
+
+
+def test_benchmark_scorer_on_three_pages() -> None:
+    data = ROOT.parent / "shared" / "data" / "extraction-benchmark"
+    if not (data / "ground-truth.json").exists():
+        pytest.skip(f"extraction benchmark not found in {data}")
+    bench = load_bench()
+    keys = sorted(json.loads((data / "ground-truth.json").read_text(encoding="utf-8")))[:3]
+    pages = bench.load_pages(data, keys)
+    truth = {p.key: p.body for p in pages}
+    assert bench.evaluate(truth, truth).f1 == 1.0
+    ours = bench.evaluate(truth, {p.key: bench.newswatch_system(p) for p in pages})
+    assert ours.f1 > 0.9
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end: what is stored
+
+
+def test_no_mojibake_and_nfc_text_are_stored_end_to_end(tmp_path, site, query, monkeypatch) -> None:
+    """A windows-1252 page served without any charset and a UTF-8 page in decomposed form (NFD),
+    fetched through `newswatch poll`: the database holds clean, NFC-normalised French."""
+    import yaml
+
+    from newswatch.cli import main
+    from tests.scenario import rss
+    from tests.servers import Route
+
+    title = "Budget adopté – « enfin » l’été"
+    site.routes["/fr/budget"] = Route(200, french_page().encode("cp1252"), {"Content-Type": "text/html"})
+    decomposed = article_page([p.replace("é", "e\u0301") for p in FRENCH[::-1]], title="Budget adopte\u0301")
+    site.routes["/fr/nfd"] = Route(200, decomposed.encode("utf-8"), {"Content-Type": "text/html; charset=utf-8"})
+    feed = rss("Le Quotidien", [
+        {"title": title, "link": site.url("/fr/budget")},
+        {"title": "", "link": site.url("/fr/nfd")},
+    ])  # fmt: skip
+    site.routes["/feed.xml"] = Route(200, feed, {"Content-Type": "application/rss+xml"})
+    config = {"feeds": [{"name": "quotidien", "url": site.url("/feed.xml")}],
+              "network": {"allow_networks": ["127.0.0.1/32"]}}  # fmt: skip
+    path = tmp_path / "newswatch.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(path))
+
+    assert main(["poll"]) == 0
+
+    rows = query("SELECT url, title, body, language FROM articles ORDER BY url")
+    assert len(rows) == 2
+    for row in rows:
+        assert_clean_french(row["body"])
+        assert row["language"] == "fr"
+        assert unicodedata.is_normalized("NFC", row["body"]) and unicodedata.is_normalized("NFC", row["title"])
+    assert rows[0]["title"] == title
+    assert rows[1]["title"] == "Budget adopté"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "{not json",
+        "[" * 100_000 + "]" * 100_000,  # deep enough to exhaust the parser's stack
+        '{"@type": "NewsArticle", "datePublished": 12, "author": {"name": ["x"]}, "publisher": 3}',
+        '{"@type": {"a": 1}, "@graph": "x"}',
+        '[{"@type": "NewsArticle", "datePublished": "0000-00-00", "dateModified": "9999-99-99T99:99"}]',
+    ],
+)
+def test_hostile_json_ld_is_ignored(script: str) -> None:
+    head = f'<script type="application/ld+json">{script}</script>'
+    article = extract_article(article_page(ENGLISH, head=head).encode(), url="https://example.com/a")
+    assert paragraphs_of(article.body) == ENGLISH
+    assert article.published_at is None and article.updated_at is None and article.authors == []

@@ -9,16 +9,17 @@ will not heal (404, refused address, oversized page), the feed's own summary is 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from newswatch import db
+from newswatch import boilerplate, db
 from newswatch.config import Settings
 from newswatch.dedup import fingerprint
 from newswatch.extract import ExtractedArticle, extract_article
 from newswatch.fetcher import Fetcher, FetchError
-from newswatch.urls import canonicalize_url
+from newswatch.urls import canonicalize_url, site_of
 
 log = logging.getLogger(__name__)
 
@@ -141,20 +142,23 @@ def _finish(cur, entry_id: int, status: str, article_id: int | None) -> None:
 def _store(cur, entry: dict, article: ExtractedArticle, settings: Settings) -> int | None:
     """Insert the article and its LSH bands; None when its canonical URL is already stored."""
     canonical = article.canonical_url or canonicalize_url(entry["url"])
+    if not article.is_partial:  # learn and strip page text only, never feed summaries
+        site = site_of(canonical)
+        article = dataclasses.replace(article, body=boilerplate.strip_and_learn(cur, site, article.body))
     print_ = fingerprint(article.body, settings.dedup.min_tokens)
     clean = db.strip_nul
     cur.execute(
         """
         INSERT INTO articles (url, canonical_url, title, body, summary, language, authors, site_name,
-                              image_url, published_at, feed, feed_id, is_partial, extraction,
+                              image_url, published_at, updated_at, feed, feed_id, is_partial, extraction,
                               content_hash, minhash)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (canonical_url) DO NOTHING
         RETURNING id
         """,
         (clean(entry["url"]), clean(canonical), clean(article.title), clean(article.body),
          clean(entry["summary"]), article.language, [clean(a) for a in article.authors],
-         clean(article.site_name), clean(article.image_url), article.published_at, entry["feed"],
+         clean(article.site_name), clean(article.image_url), article.published_at, article.updated_at, entry["feed"],
          entry["feed_id"], article.is_partial, article.method, print_.content_hash,
          print_.signature_bytes),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-__all__ = ["TRACKING_PARAMS", "TRACKING_PREFIXES", "canonicalize_url", "is_same_site"]
+__all__ = ["TRACKING_PARAMS", "TRACKING_PREFIXES", "canonicalize_url", "is_same_site", "site_of"]
 
 # Query parameters that only identify the campaign or click that led to a page, never the page
 # itself. Matched case-insensitively on the decoded parameter name. Anything not listed is kept:
@@ -89,6 +89,14 @@ def _site_host(url: str) -> str:
         return ""
     host = host.rstrip(".")
     return host.removeprefix("www.")
+
+
+def site_of(url: str) -> str:
+    """The site a URL belongs to: its lowercased host without a leading "www." ("" when hostless).
+
+    The key of per-site state (boilerplate learning); the same notion of site as is_same_site.
+    """
+    return _site_host(url)
 
 
 def is_same_site(a: str, b: str) -> bool:
