@@ -1,10 +1,14 @@
-"""Fingerprints for duplicate detection: exact content hashes and MinHash signatures with LSH bands.
+"""Fingerprints for duplicate detection: exact content hashes, title keys, MinHash signatures with LSH bands.
 
 Two copies of a wire story rarely match byte for byte (a sentence reworded, a paragraph dropped,
 different site chrome), so besides the exact hash each article gets a MinHash over word 5-gram
 shingles. The signature is cut into bands; articles sharing any band hash are candidates, and
 candidates are confirmed by their estimated Jaccard similarity. Bands live in an indexed table, so
 finding candidates costs an index probe whatever the archive size.
+
+The title key is the normalised headline, for copies whose bodies cannot be compared (feed summaries,
+paywalls). Headlines of a few words ("Live updates", "Weather") are too common to mean anything and get
+no key. Cross-language evidence (names, places, numbers, dates) lives in ``newswatch.entities``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ NUM_PERM = 128
 BANDS = 32
 ROWS = NUM_PERM // BANDS  # 4 rows per band: pairs at Jaccard 0.5 share a band with p ~ 0.87
 SHINGLE_SIZE = 5
+TITLE_MIN_WORDS = 5       # shorter headlines are too generic to identify a story
+TITLE_MIN_CJK_CHARS = 12  # the same for scripts written without spaces
 _SEED = 1
 _WORD = re.compile(r"\w+")
 
@@ -50,6 +56,17 @@ class Fingerprint:
 
 def tokens(text: str) -> list[str]:
     return _WORD.findall(normalize_text(text))
+
+
+def title_key(title: str | None) -> str | None:
+    """Normalised headline (case, accents, punctuation folded), or None when too short to be telling."""
+    words = tokens(title or "")
+    key = " ".join(words)
+    if len(words) >= TITLE_MIN_WORDS:
+        return key
+    if sum(1 for ch in key if ord(ch) >= 0x2E80) >= TITLE_MIN_CJK_CHARS:
+        return key
+    return None
 
 
 def fingerprint(text: str, min_tokens: int) -> Fingerprint:
