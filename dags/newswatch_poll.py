@@ -27,6 +27,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, TriggerRule, dag, task
 
+from newswatch.notify import OperatorNotifier
+
 STORIES = Asset(name="newswatch_stories", uri="newswatch://stories")
 
 default_args = {
@@ -36,17 +38,26 @@ default_args = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(minutes=20),
+    # A task that failed for good reaches polling.operator_channels (or $NEWSWATCH_OPERATOR_URL).
+    "on_failure_callback": [OperatorNotifier()],
 }
 
 
-def _settings():
-    from airflow.sdk.exceptions import AirflowFailException
+def _settings(*, skip_when_invalid: bool = False):
+    """The validated config; a broken one fails the task at once (retrying will not heal it).
+
+    Tasks that run whatever happened upstream skip instead, so one broken file gives one failure
+    (in ``load_config``) and one operator notification, not one per task.
+    """
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from newswatch.config import ConfigError, load_settings
 
     try:
         return load_settings()
-    except ConfigError as exc:  # a broken config will not heal by retrying
+    except ConfigError as exc:
+        if skip_when_invalid:
+            raise AirflowSkipException("invalid configuration: see load_config") from None
         raise AirflowFailException("invalid configuration:\n" + "\n".join(exc.problems)) from None
 
 
@@ -77,7 +88,7 @@ def newswatch_poll():
     def plan_articles() -> list[list[int]]:
         from newswatch.pipeline import article_batches
 
-        return article_batches(_settings())
+        return article_batches(_settings(skip_when_invalid=True))
 
     @task(map_index_template="entries {{ task.op_kwargs['entry_ids'][0] }}+", max_active_tis_per_dagrun=4)
     def fetch_articles(entry_ids: list[int]) -> dict[str, int]:
@@ -89,7 +100,7 @@ def newswatch_poll():
     def cluster_stories() -> dict[str, int]:
         from newswatch.stories import assign_stories
 
-        return assign_stories(_settings())
+        return assign_stories(_settings(skip_when_invalid=True))
 
     @task
     def match_rules() -> dict[str, int]:
@@ -102,7 +113,7 @@ def newswatch_poll():
         from newswatch.alerting import deliver_alerts as deliver
         from newswatch.poller import deliver_operator_events
 
-        settings = _settings()
+        settings = _settings(skip_when_invalid=True)
         counts = deliver(settings)
         counts.update({f"operator_{key}": value for key, value in deliver_operator_events(settings).items()})
         return counts

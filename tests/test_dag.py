@@ -93,3 +93,20 @@ def test_airflow_dags_test_cli_with_only_env(airflow_db, tmp_path, site, webhook
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert len(query("SELECT id FROM stories")) == 1
     assert len(webhook.received) == 1
+
+
+def test_failed_task_notifies_the_operator(dagbag, tmp_path, webhook, database_url, monkeypatch):
+    """A broken config fails load_config at once (no retry) and the operator hears about it."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("feeds: [{name: a, url: 'gopher://nowhere'}]\n")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(broken))
+    monkeypatch.setenv("NEWSWATCH_OPERATOR_URL", f"json://127.0.0.1:{webhook.server_address[1]}/ops")
+
+    dag_run = dagbag.get_dag("newswatch_poll").test()
+    assert dag_run.state == "failed"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states["load_config"] == "failed"
+    assert len(webhook.received) == 1  # one broken file, one notification
+    message = webhook.received[0]
+    assert message["title"] == "[newswatch] task failed: newswatch_poll.load_config"
+    assert "feeds[0].url: must be an http:// or https:// URL" in message["message"]

@@ -20,13 +20,14 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any, Protocol
 
-from newswatch.config import Channel
+from newswatch.config import Channel, Settings
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,32 @@ def channel_targets(channel: Channel) -> list[str]:
     if not urls:
         raise DeliveryError(f"Airflow connection {channel.connection!r} has no URL (extra.config.path or extra.url)")
     return urls
+
+
+def operator_targets(settings: Settings) -> list[tuple[str, Callable[[Message], None]]]:
+    """(key, sender) per entry of ``polling.operator_channels``: a channel name or an Apprise URL.
+
+    The key identifies the target in ``operator_events.delivered_to``; for a URL it is a hash, never
+    the URL itself, which may hold credentials. An unknown channel name fails at send time, so the
+    mistake is recorded and visible rather than silently dropped.
+    """
+    def unknown(name: str) -> Callable[[Message], None]:
+        def fail(message: Message) -> None:
+            raise DeliveryError(f"operator channel {name!r} is not in the configuration")
+        return fail
+
+    targets: list[tuple[str, Callable[[Message], None]]] = []
+    for item in settings.polling.operator_channels:
+        if "://" in item:
+            targets.append(("url:" + hashlib.sha256(item.encode()).hexdigest()[:16],
+                            lambda message, url=item: send(url, message)))
+            continue
+        channel = next((c for c in settings.channels if c.name == item), None)
+        if channel is None:
+            targets.append((item, unknown(item)))
+        else:
+            targets.append((item, lambda message, channel=channel: send_to_channel(channel, message)))
+    return targets
 
 
 def send_to_channel(channel: Channel, message: Message) -> None:

@@ -23,11 +23,9 @@ jitter on failure. ``sync_feeds`` returns only the feeds that are due. Politenes
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,7 +33,7 @@ from urllib.parse import urlsplit
 
 from psycopg2.extras import execute_values
 
-from newswatch import db, schedule
+from newswatch import db, delivery, schedule
 from newswatch.config import Settings
 from newswatch.feeds import FeedError, ParsedFeed, parse_feed
 from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter, host_limiter, redact
@@ -439,32 +437,6 @@ class OperatorMessage:
                 "message": self.message, "created_at": self.created_at, "idempotency_key": self.idempotency_key}
 
 
-def _operator_targets(settings: Settings) -> list[tuple[str, Callable[[OperatorMessage], None]]]:
-    """(key stored in delivered_to, sender) per operator channel: a `channels` name or an Apprise URL."""
-    from newswatch import delivery
-
-    def unknown(name: str) -> Callable[[OperatorMessage], None]:
-        def fail(message: OperatorMessage) -> None:
-            raise delivery.DeliveryError(f"operator channel {name!r} is not in the configuration")
-        return fail
-
-    targets: list[tuple[str, Callable[[OperatorMessage], None]]] = []
-    for item in settings.polling.operator_channels:
-        if "://" in item:
-            # The key is a hash, never the URL itself: it may hold credentials.
-            targets.append(("url:" + hashlib.sha256(item.encode()).hexdigest()[:16],
-                            lambda message, url=item: delivery.send(url, message)))
-            continue
-        channel = next((c for c in settings.channels if c.name == item), None)
-        if channel is None:
-            targets.append((item, unknown(item)))
-        elif hasattr(delivery, "send_to_channel"):  # channels may point at an Airflow connection
-            targets.append((item, lambda message, channel=channel: delivery.send_to_channel(channel, message)))
-        else:
-            targets.append((item, lambda message, url=channel.url: delivery.send(url, message)))
-    return targets
-
-
 def deliver_operator_events(settings: Settings) -> dict[str, int]:
     """Send undelivered operator events to ``polling.operator_channels``; returns counts.
 
@@ -473,7 +445,7 @@ def deliver_operator_events(settings: Settings) -> dict[str, int]:
     channels an event is logged (at WARNING) and marked delivered.
     """
     counts = {"sent": 0, "failed": 0, "logged": 0}
-    targets = _operator_targets(settings)
+    targets = delivery.operator_targets(settings)
     attempted: set[int] = set()
     while True:
         with db.transaction() as cur:
@@ -512,7 +484,7 @@ def deliver_operator_events(settings: Settings) -> dict[str, int]:
                     deliver(message)
                 except Exception as exc:  # noqa: BLE001 - Apprise and plugins raise anything; keep the others going
                     # DeliveryError messages carry redacted URLs; for anything else keep the type only.
-                    detail = str(exc) if type(exc).__name__ == "DeliveryError" else type(exc).__name__
+                    detail = str(exc) if isinstance(exc, delivery.DeliveryError) else type(exc).__name__
                     errors.append(f"{key if not key.startswith('url:') else 'operator URL ' + key}: {detail}")
                 else:
                     delivered.append(key)
