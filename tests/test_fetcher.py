@@ -136,6 +136,36 @@ def test_headers_dripped_byte_by_byte_are_cut_by_the_total_deadline():
         server.close()
 
 
+def test_endless_body_is_cut_at_the_size_cap():
+    """A server that never ends its (unsized) body: the cap stops the read after max_bytes."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    sent = []
+
+    def endless() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nConnection: close\r\n\r\n")
+            chunk = b"<item>" + b"x" * 8186 + b"</item>"
+            for _ in range(20_000):  # bounded: 160 MB at most, far past the cap
+                try:
+                    conn.sendall(chunk)
+                except OSError:
+                    return
+                sent.append(len(chunk))
+
+    threading.Thread(target=endless, daemon=True).start()
+    try:
+        with pytest.raises(FetchError) as error:
+            fetch(f"http://127.0.0.1:{server.getsockname()[1]}/", max_bytes=1_000_000)
+        assert error.value.kind == "too_large"
+        assert sum(sent) < 20_000 * 8198  # the client hung up long before the server ran out
+    finally:
+        server.close()
+
+
 def test_http_errors_carry_status_and_headers(site):
     site.routes["/busy"] = Route(429, b"slow down", {"Retry-After": "120"})
     with pytest.raises(FetchError) as error:
