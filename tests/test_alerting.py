@@ -218,3 +218,13 @@ def test_slack_compatible_endpoint(tmp_path, site, webhook, smtp, query):
     run_cycle(settings)
     assert len(webhook.received) == 1
     assert "syria-strikes" in webhook.received[0]["text"] and "<!channel>" not in webhook.received[0]["text"]
+
+
+def test_field_scopes_see_the_article_site_and_feed(tmp_path, site, webhook, smtp, query):
+    serve_seed_sites(site)
+    settings = _settings(tmp_path, site, webhook, smtp, rules=[
+        {"name": "local-syria", "query": "site:127.0.0.1 AND title:syrie", "channels": ["webhook"]},
+        {"name": "elsewhere", "query": "site:example.org AND syrie", "channels": ["webhook"]},
+        {"name": "one-feed", "query": "feed:info-express AND frappe*", "channels": ["webhook"]}])
+    run_cycle(settings)
+    assert sorted(row["rule"] for row in query("SELECT rule FROM alerts")) == ["local-syria", "one-feed"]

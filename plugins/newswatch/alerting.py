@@ -24,7 +24,7 @@ from newswatch import db
 from newswatch.config import Rule as RuleConfig
 from newswatch.config import Settings
 from newswatch.delivery import AlertMessage, DeliveryError, DigestMessage, Message, send_to_channel
-from newswatch.rules import Document, Rule, compile_rule
+from newswatch.rules import Document, Rule, RuleSet, compile_rule
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def compiled_rules(settings: Settings) -> list[tuple[RuleConfig, Rule]]:
 def match_rules(settings: Settings) -> dict[str, int]:
     """Match every clustered, not yet matched article; returns counts for logs and XCom."""
     rules = compiled_rules(settings)
+    ruleset = RuleSet(rule for _, rule in rules)  # evaluates only rules whose required terms occur
     counts = {"articles": 0, "matches": 0, "new_alerts": 0, "updates": 0}
     while True:
         with db.transaction() as cur:
@@ -60,11 +61,9 @@ def match_rules(settings: Settings) -> dict[str, int]:
             articles = cur.fetchall()
             now = datetime.now(UTC)
             for article in articles:
-                document = Document(title=article["title"], body=article["body"],
-                                    language=article["language"], feed=article["feed"])
-                for config, rule in rules:
-                    if not rule.matches(document):
-                        continue
+                document = Document(title=article["title"], body=article["body"], language=article["language"],
+                                    feed=article["feed"], site=article["canonical_url"])
+                for config, rule in (rules[index] for index in ruleset.matching_indices(document)):
                     counts["matches"] += 1
                     terms = rule.explain(document)
                     for channel in config.channels:
