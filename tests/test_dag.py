@@ -71,6 +71,18 @@ def test_dag_run_end_to_end_then_rerun_sends_nothing(dagbag, tmp_path, site, web
     summary = query("SELECT * FROM poll_runs")
     assert len(summary) == 1 and summary[0]["new_articles"] == 2 and summary[0]["alerts_sent"] == 2
 
+    # Re-running tasks of the same DAG run (as `airflow tasks clear` then a worker would): nothing new.
+    env = {**os.environ}
+    for task_id in ("fetch_articles", "cluster_stories", "match_rules", "deliver_alerts"):
+        command = [sys.executable, "-m", "airflow", "tasks", "test", "newswatch_poll", task_id, run.run_id]
+        if task_id == "fetch_articles":
+            command += ["--map-index", "0"]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert result.returncode == 0, task_id + result.stdout[-2000:] + result.stderr[-2000:]
+    assert len(query("SELECT id FROM articles")) == 2
+    assert len(query("SELECT id FROM alerts")) == 2
+    assert len(webhook.received) == 1 and len(smtp.messages) == 1
+
     # A new run of the whole DAG: nothing stored twice, nothing sent twice.
     second = dag.test()
     assert second.state == "success"
