@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from report import DOC, environment, write_section  # bench/ is the script folder, on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "extraction-benchmark"
 if str(ROOT / "plugins") not in sys.path:
@@ -199,46 +201,13 @@ def run_systems(systems: dict[str, Callable[[Page], str]], pages: list[Page], re
     ]
 
 
-START, END = "<!-- extraction:start -->", "<!-- extraction:end -->"
-DOC = ROOT / "docs" / "benchmarks.md"
-INTRO = (
-    "# Benchmarks\n\nAll figures are ratios against a baseline measured in the same run, on the same machine; "
-    "each section names the machine, the date, the method and the command that reproduces it, and the part "
-    "between its `<!-- name:start -->` and `<!-- name:end -->` markers is rewritten by that benchmark's "
-    "`--write` option.\n"
-)
-
-
-def _environment() -> str:
-    import os
-    import subprocess
-    from importlib.metadata import version
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    memory = ""
-    try:
-        pages_, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        memory = f", {pages_ * size / 2**30:.0f} GiB"
-    except (ValueError, OSError):
-        pass
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain") else ""
-    versions = ", ".join(f"{name} {version(name)}" for name in ("trafilatura", "htmldate", "lxml", "py3langid"))
-    return (f"{os.cpu_count()} cores{memory}, {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, {versions}; newswatch {commit}{dirty}")  # fmt: skip
-
-
 def markdown_report(runs: list[Run], pages: list[Page], repeat: int, language: object | None) -> str:
     by_name = {run.system: run for run in runs}
     plain = by_name.get(PLAIN)
     ours = by_name.get(OURS)
     lines = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_environment()}.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on "
+        f"{environment('trafilatura', 'htmldate', 'lxml', 'py3langid')}.",
         "",
         f"Data: {len(pages)} pages, half of the Zyte/Scrapinghub article extraction benchmark "
         "(github.com/scrapinghub/article-extraction-benchmark, commit 4a3bc97, MIT), from "
@@ -306,20 +275,6 @@ def markdown_report(runs: list[Run], pages: list[Page], repeat: int, language: o
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = DOC) -> None:
-    """Replace the extraction section of docs/benchmarks.md (re-read right before writing)."""
-    current = path.read_text(encoding="utf-8") if path.exists() else INTRO
-    block = f"{START}\n{text}\n{END}"
-    if START in current and END in current:
-        head, _, rest = current.partition(START)
-        _, _, tail = rest.partition(END)
-        updated = head + block + tail
-    else:
-        heading = "## Article extraction and language (`bench/extraction.py`)"
-        updated = f"{current.rstrip()}\n\n{heading}\n\n{block}\n"
-    path.write_text(updated, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="extraction-benchmark folder")
@@ -362,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             import language as language_bench
 
             language = language_bench.evaluate(language_bench.load_texts())
-        write_section(markdown_report(runs, pages, args.repeat, language), args.out)
+        write_section("extraction", "## Article extraction and language (`bench/extraction.py`)",
+                      markdown_report(runs, pages, args.repeat, language), args.out)
         print(f"wrote the extraction section of {args.out}")
     if args.json:
         report = {

@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,21 +45,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from report import DOC, environment, write_section  # bench/ is the script folder, on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "plugins") not in sys.path:
     sys.path.insert(0, str(ROOT / "plugins"))
 
-DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- polling:start -->", "<!-- polling:end -->"
 PARALLEL_BATCHES = 4  # the DAG's max_active_tis_per_dagrun for the mapped poll_feeds task
 LAST_MODIFIED = "Mon, 03 Jun 2024 12:00:00 GMT"
-DOC_INTRO = """# Benchmarks
-
-All figures are ratios against a baseline measured in the same run, on the same machine: absolute times
-depend on the machine and are given only to show the scale. Each section names the machine, the date, the
-method and the command that reproduces it; the part between a section's `<!-- name:start -->` and
-`<!-- name:end -->` markers is rewritten by that benchmark's `--write` option (see `bench/README.md`).
-"""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -333,32 +324,6 @@ def _bytes(value: float) -> str:
     return f"{value:,.0f} B"
 
 
-def _git_revision() -> str:
-    try:
-        revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                  text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{revision} (with uncommitted changes)" if dirty else revision
-
-
-def _machine() -> str:
-    memory = ""
-    try:
-        import psutil
-
-        memory = f", {psutil.virtual_memory().total / 2**30:.0f} GiB"
-    except ImportError:
-        pass
-    import feedparser
-    import requests
-
-    return (f"{os.cpu_count()} cores{memory}, {platform.system()} {platform.machine()}, Python "
-            f"{platform.python_version()}, feedparser {feedparser.__version__}, requests {requests.__version__}")
-
-
 def report(args: argparse.Namespace, settings, first: Phase, second: Phase, baseline: Phase,
            delays: list[float], problems: list[str]) -> str:
     workers = settings.polling.feed_workers
@@ -399,7 +364,7 @@ def report(args: argparse.Namespace, settings, first: Phase, second: Phase, base
     p50 = statistics.median(first.durations_ms) if first.durations_ms else 0
     p95 = statistics.quantiles(first.durations_ms, n=20)[-1] if len(first.durations_ms) >= 20 else 0
     text = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_machine()}; newswatch {_git_revision()}.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {environment('feedparser', 'requests')}.",
         "",
         f"Method: {args.feeds:,} distinct RSS feeds ({args.items} items, about "
         f"{_bytes(statistics.mean(len(feed_document(i, args.items)) for i in range(min(args.feeds, 50))))} each) "
@@ -435,20 +400,6 @@ def report(args: argparse.Namespace, settings, first: Phase, second: Phase, base
              "```sh", f".venv/bin/python bench/polling.py --feeds {args.feeds} --hosts {args.hosts}"
              + (f" --baseline-feeds {args.baseline_feeds}" if extrapolated else "") + " --write", "```"]
     return "\n".join(text)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the text between the polling markers, adding the file or the section if missing."""
-    text = path.read_text(encoding="utf-8") if path.exists() else DOC_INTRO
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + block + after
-    else:
-        text = text.rstrip("\n") + "\n\n## Feed polling (`bench/polling.py`)\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -546,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(args, settings, first, second, baseline, server.delays, problems)
     print(section)
     if args.write:
-        write_section(args.out, section)
+        write_section("polling", "## Feed polling (`bench/polling.py`)", section, args.out)
         _progress(f"wrote {args.out}")
     return 1 if problems else 0
 

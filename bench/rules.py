@@ -42,19 +42,17 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import csv
-import os
-import platform
 import random
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from report import DOC, environment, write_section  # bench/ is the script folder, on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "news-similarity" / "training_set.csv"
@@ -63,14 +61,6 @@ if str(ROOT / "plugins") not in sys.path:
 
 from newswatch import rules as R  # noqa: E402  (after the sys.path line above)
 
-START, END = "<!-- rules:start -->", "<!-- rules:end -->"
-DOC = ROOT / "docs" / "benchmarks.md"
-INTRO = (
-    "# Benchmarks\n\nAll figures are ratios against a baseline measured in the same run, on the same machine; "
-    "each section names the machine, the date, the method and the command that reproduces it, and the part "
-    "between its `<!-- name:start -->` and `<!-- name:end -->` markers is rewritten by that benchmark's "
-    "`--write` option.\n"
-)
 HEADING = "## Keyword rules (`bench/rules.py`)"
 
 FEEDS = {
@@ -331,25 +321,6 @@ def measure(all_systems: tuple[System, ...], articles: list[R.Document], sample:
 # Report
 
 
-def environment() -> str:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    memory = ""
-    with contextlib.suppress(ValueError, OSError):
-        memory = f", {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
-    from importlib.metadata import version
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain") else ""
-    return (f"{os.cpu_count()} cores{memory}, {platform.system()} {platform.machine()}, Python "
-            f"{platform.python_version()}, snowballstemmer {version('snowballstemmer')}; "
-            f"newswatch {commit}{dirty}")  # fmt: skip
-
-
 def report(ran: tuple[System, ...], args: argparse.Namespace, notes: list[str], command: str) -> str:
     ruleset, every, base = ran
     per_article = base.seconds / base.articles
@@ -364,7 +335,7 @@ def report(ran: tuple[System, ...], args: argparse.Namespace, notes: list[str], 
          base.evaluated / base.articles, base.matches),
     ]  # fmt: skip
     lines = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {environment()}.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {environment('snowballstemmer')}.",
         "",
         *notes,
         "",
@@ -381,19 +352,6 @@ def report(ran: tuple[System, ...], args: argparse.Namespace, notes: list[str], 
         )
     lines += ["", "Reproduce:", "", "```sh", command, "```"]
     return "\n".join(lines)
-
-
-def write_section(text: str, path: Path = DOC) -> None:
-    """Replace the rules section of docs/benchmarks.md (re-read right before writing)."""
-    current = path.read_text(encoding="utf-8") if path.exists() else INTRO
-    block = f"{START}\n{text}\n{END}"
-    if START in current and END in current:
-        head, _, rest = current.partition(START)
-        _, _, tail = rest.partition(END)
-        updated = head + block + tail
-    else:
-        updated = f"{current.rstrip()}\n\n{HEADING}\n\n{block}\n"
-    path.write_text(updated, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -478,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(ran, args, [method, "", data_note, "", rule_mix, "", baseline_note], command)
     print(text)
     if args.write:
-        write_section(text, args.out)
+        write_section("rules", HEADING, text, args.out)
         print(f"wrote the rules section of {args.out}", file=sys.stderr)
     return 0
 
