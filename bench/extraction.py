@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from report import DOC, environment, write_section  # bench/ is the script folder, on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when loaded by a test
+from report import DOC, environment, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "extraction-benchmark"

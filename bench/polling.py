@@ -45,7 +45,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from report import DOC, environment, write_section  # bench/ is the script folder, on sys.path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when loaded by a test
+from report import DOC, environment, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "plugins") not in sys.path:
