@@ -131,6 +131,9 @@ def newswatch_poll():
         add_counts(totals, matched or {}, "rules")
         add_counts(totals, delivered or {}, "alerts")
         record_run(dag_run.run_id, totals)
+        from newswatch.metrics import emit_run_metrics
+
+        emit_run_metrics(totals)  # StatsD, when Airflow's metrics are on; never raises
         print("newswatch run counts:", totals)
         return totals
 

@@ -1,4 +1,8 @@
-"""Registers the newswatch page in the Airflow UI (Browse → newswatch) and mounts its app."""
+"""Registers the newswatch pages in the Airflow UI (Browse → newswatch) and mounts their app at /newswatch.
+
+The app (``newswatch.web``) serves stories, alerts, feed health and search behind Airflow's login, plus the
+public ``/newswatch/health`` and ``/newswatch/metrics`` (Prometheus counts). See docs/ui.md.
+"""
 
 from __future__ import annotations
 

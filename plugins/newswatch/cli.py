@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg2.extras import RealDictCursor
 
-from newswatch import db
+from newswatch import db, search
 from newswatch.config import ConfigError, config_path, load_settings
 
 
@@ -235,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
         listing.add_argument("--json", action="store_true", help="JSON instead of a table")
         listing.add_argument("--limit", type=int, default=50)
         listing.set_defaults(func=func)
+    finder = sub.add_parser("search", help="full-text search of the stored articles, each in its own language")
+    search.add_arguments(finder)
+    finder.set_defaults(func=search.run_cli)
+
     rules = sub.add_parser("rules", help="work on alert rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     rules_test = rules_sub.add_parser("test", help="what a rule (by name) or a draft query would have matched")

@@ -254,6 +254,18 @@ class Settings(_Strict):
     polling: Polling = Field(default_factory=Polling)
     dedup: Dedup = Field(default_factory=Dedup)
     alerts: Alerts = Field(default_factory=Alerts)
+    retention: dict[str, Any] | None = Field(default=None, description="Retention of old data (maintenance DAG)")
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from newswatch.maintenance import RetentionConfigError, parse_retention
+
+        try:
+            parse_retention(value, env={})
+        except RetentionConfigError as exc:
+            raise ValueError("\n".join(exc.problems)) from None
+        return value
 
     @model_validator(mode="after")
     def _cross_references(self) -> Settings:
