@@ -13,31 +13,7 @@ from psycopg2.extras import RealDictCursor
 
 from newswatch import db, search
 from newswatch.config import ConfigError, config_path, load_settings
-
-
-def _print_table(rows: list[dict], columns: list[str]) -> None:
-    """A plain aligned table: readable at a glance, greppable, no dependency."""
-    def cell(value: object) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, datetime):
-            return value.strftime("%Y-%m-%d %H:%M")
-        if isinstance(value, list):
-            return ",".join(str(item) for item in value)
-        return str(value).replace("\n", " ")
-
-    cells = [[cell(row.get(column)) for column in columns] for row in rows]
-    widths = [min(max([len(column)] + [len(line[i]) for line in cells]), 60) for i, column in enumerate(columns)]
-    print("  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)))
-    for line in cells:
-        print("  ".join(value[:width].ljust(width) for value, width in zip(line, widths, strict=True)))
-
-
-def _output(rows: list[dict], columns: list[str], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
-    else:
-        _print_table(rows, columns)
+from newswatch.output import print_rows
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -121,7 +97,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
         rows = cur.fetchall()
     for row in rows:
         row["interval"] = humanize(row["interval_seconds"])
-    _output(rows, ["name", "state", "failures", "error_kind", "error", "last_success", "next_poll", "interval",
+    print_rows(rows, ["name", "state", "failures", "error_kind", "error", "last_success", "next_poll", "interval",
                    "url"], args.json)
     return 0
 
@@ -134,7 +110,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
             (args.limit,),
         )
         rows = cur.fetchall()
-    _output(rows, ["id", "articles", "languages", "feeds", "last_seen", "title"], args.json)
+    print_rows(rows, ["id", "articles", "languages", "feeds", "last_seen", "title"], args.json)
     return 0
 
 
@@ -147,7 +123,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             (args.limit,),
         )
         rows = cur.fetchall()
-    _output(rows, ["id", "rule", "story", "channel", "status", "attempts", "created", "sent", "error", "title"],
+    print_rows(rows, ["id", "rule", "story", "channel", "status", "attempts", "created", "sent", "error", "title"],
             args.json)
     return 0
 
@@ -199,7 +175,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{source}: {len(stories)} stories ({sum(s['articles'] for s in stories.values())} articles) "
               f"matched among {scanned} articles of the last {args.days} days")
-    _output(rows, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"], args.json)
+    print_rows(rows, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"], args.json)
     return 0
 
 

@@ -20,7 +20,6 @@ Used by the UI (``newswatch.web``) and by ``newswatch search`` (``run_cli``).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from newswatch import db
+from newswatch.output import print_json, print_table
 
 # ISO 639-1 code → PostgreSQL text-search configuration; the same table as migration 0006 (which keeps
 # only the configurations the server has: a code missing there falls back to 'simple' on both sides).
@@ -217,25 +217,12 @@ def run_cli(args) -> int:
         print(f"newswatch search: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(rows, default=str, ensure_ascii=False, indent=2))
+        print_json(rows)
         return 0
     if not rows:
         print("no article matches", file=sys.stderr)
         return 0
-    _print_table(rows)
+    print_table(rows, COLUMNS, max_width=70)
     return 0
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    def cell(value: object) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, datetime):
-            return value.strftime("%Y-%m-%d %H:%M")
-        return str(value).replace("\n", " ")
-
-    cells = [[cell(row.get(column)) for column in COLUMNS] for row in rows]
-    widths = [min(max([len(column)] + [len(line[i]) for line in cells]), 70) for i, column in enumerate(COLUMNS)]
-    print("  ".join(column.upper().ljust(width) for column, width in zip(COLUMNS, widths, strict=True)))
-    for line in cells:
-        print("  ".join(value[:width].ljust(width) for value, width in zip(line, widths, strict=True)))
