@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -123,10 +126,19 @@ class _SmtpHandler:
         return "250 OK"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    """Stop a server started with ``start_new_session=True`` and all its children."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 class SmtpSink:
@@ -136,7 +148,7 @@ class SmtpSink:
         from aiosmtpd.controller import Controller
 
         self.handler = _SmtpHandler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=_free_port())
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port())
 
     def start(self) -> SmtpSink:
         self.controller.start()

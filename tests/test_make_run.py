@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 
@@ -12,14 +11,14 @@ import requests
 
 from tests.conftest import ROOT
 from tests.scenario import seed_config, serve_seed_sites
-from tests.servers import _free_port
+from tests.servers import free_port, stop_process_group
 
 
 @pytest.fixture
 def standalone(tmp_path, site, webhook, smtp):
     serve_seed_sites(site)
     data = tmp_path / "data"
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("AIRFLOW", "NEWSWATCH_"))}
     env.update(
@@ -41,11 +40,7 @@ def standalone(tmp_path, site, webhook, smtp):
         assert "newswatch is up" in log_path.read_text(), log_path.read_text()[-4000:]
         yield f"http://localhost:{port}", data, log_path
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, timeout=60)
         subprocess.run([str(ROOT / ".venv" / "bin" / "newswatch"), "db", "stop"], env=env, capture_output=True)
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ import pytest
 import requests
 
 from tests.conftest import ROOT
+from tests.servers import free_port, stop_process_group
 
 PASSWORD = "s3cret-test"
 
@@ -36,16 +35,10 @@ def test_plugin_is_registered_with_a_nav_item(airflow_db):
     assert "/newswatch" in json.dumps(plugin["fastapi_apps"])
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def running_api_server(workdir: Path, database_url: str, password: str = PASSWORD):
     """A real ``airflow api-server`` on a free loopback port with user admin / ``password``; yields its URL."""
-    port = _free_port()
+    port = free_port()
     passwords = workdir / "passwords.json"
     passwords.write_text(json.dumps({"admin": password}))
     env = os.environ.copy()
@@ -76,11 +69,7 @@ def running_api_server(workdir: Path, database_url: str, password: str = PASSWOR
             pytest.fail("api-server did not start:\n" + log_path.read_text()[-3000:])
         yield base
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, timeout=30)
         log.close()
 
 
