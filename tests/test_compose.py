@@ -362,8 +362,9 @@ def test_alert_channel_secrets_from_the_config_reach_the_workers(services: dict)
 
 def test_the_two_postgres_servers_are_distinct(compose: dict, services: dict):
     airflow_db, news_db = services["airflow-db"], services["news-db"]
-    for name, service in (("airflow-db", airflow_db), ("news-db", news_db)):
-        assert service.get("image") == "postgres:16", f"{name}: image {service.get('image')!r}"
+    assert airflow_db.get("image") == "postgres:16", f"airflow-db: image {airflow_db.get('image')!r}"
+    # The news database needs pgvector (article meanings, migration 0007): PostgreSQL 16 with the extension.
+    assert news_db.get("image") == "pgvector/pgvector:0.8.0-pg16", f"news-db: image {news_db.get('image')!r}"
     assert _env(news_db).get("POSTGRES_DB") == "news"
     assert _env(news_db).get("POSTGRES_USER") == "news"
     assert _env(airflow_db).get("POSTGRES_DB") != _env(news_db).get("POSTGRES_DB")

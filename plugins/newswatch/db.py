@@ -25,7 +25,15 @@ _MIGRATION_LOCK = 0x6E657773  # "news"
 
 
 class DatabaseNotConfigured(RuntimeError):
-    """Neither NEWSWATCH_DATABASE_URL nor a running embedded server is available."""
+    """Neither NEWSWATCH_DATABASE_URL nor a running embedded server is available, or the server lacks
+    something the schema needs (the pgvector extension)."""
+
+
+# Extensions the migrations create, with what to do when the server does not have them.
+_EXTENSIONS = {
+    "vector": "install pgvector (Debian/Ubuntu: postgresql-16-pgvector; Docker: the pgvector/pgvector image; "
+              "the embedded development server has it)",
+}
 
 
 def data_dir() -> Path:
@@ -91,11 +99,23 @@ def migrate(url: str | None = None) -> list[str]:
         for version, name, sql in _migrations():
             if version in done:
                 continue
+            _require_extensions(cur, name, sql)
             log.info("applying migration %s", name)
             cur.execute(sql)
             cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(name)
     return applied
+
+
+def _require_extensions(cur, name: str, sql: str) -> None:
+    """A migration that creates an extension the server does not ship fails with one clear line."""
+    for extension, remedy in _EXTENSIONS.items():
+        if f"CREATE EXTENSION IF NOT EXISTS {extension}" not in sql:
+            continue
+        cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s", (extension,))
+        if cur.fetchone() is None:
+            raise DatabaseNotConfigured(
+                f"migration {name} needs the PostgreSQL extension {extension!r}, which this server lacks: {remedy}")
 
 
 def start_embedded(directory: Path | None = None) -> str:
