@@ -10,7 +10,7 @@ alert rules and delivers alerts: one cycle per run.
 | `poll_feeds` | one mapped instance per batch of feeds: conditional GET, parse, queue new entries |
 | `plan_articles` | lists queued entries due for fetching, in batches |
 | `fetch_articles` | one mapped instance per batch: fetch the page, extract text, store the article |
-| `cluster_stories` | groups new articles into stories (same text, near-duplicate text) |
+| `cluster_stories` | embeds new articles (multilingual meaning) and groups them into stories: copies, same headline, same meaning in any language, names, with a look-alike veto |
 | `match_rules` | matches the rules and writes one alert per (rule, story, channel) to the outbox |
 | `deliver_alerts` | sends due alerts and digests, then feed health events to the operator; failures stay queued and are retried next run |
 | `summarize` | records the run's counts in `poll_runs` |

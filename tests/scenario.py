@@ -64,7 +64,8 @@ def serve_seed_sites(site: LoopbackServer) -> None:
     site.routes["/not-a-feed"] = Route(200, b"<html><body><h1>Welcome</h1></body></html>", html)
 
 
-def seed_config(path: Path, site: LoopbackServer, webhook: WebhookReceiver, smtp: SmtpSink) -> Path:
+def seed_config(path: Path, site: LoopbackServer, webhook: WebhookReceiver, smtp: SmtpSink,
+                extra_feeds: list[dict] | None = None) -> Path:
     """Write a config for the seed scenario; alerts go to the webhook receiver and the SMTP sink."""
     config = {
         "feeds": [
@@ -72,6 +73,7 @@ def seed_config(path: Path, site: LoopbackServer, webhook: WebhookReceiver, smtp
             {"name": "info-express", "url": site.url("/b/rss")},
             {"name": "broken", "url": site.url("/broken/feed.xml")},
             {"name": "not-a-feed", "url": site.url("/not-a-feed")},
+            *(extra_feeds or []),
         ],
         "rules": [
             {"name": "syria-strikes", "query": shipped_rule(), "channels": ["webhook", "email"]},
@@ -87,3 +89,34 @@ def seed_config(path: Path, site: LoopbackServer, webhook: WebhookReceiver, smtp
     }
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+
+
+STORY_FIXTURES = FIXTURES / "stories"
+
+
+def article_page(title: str, body: str, language: str) -> bytes:
+    """A plain news page: headline and paragraphs (enough for extraction, no site chrome)."""
+    paragraphs = "".join(f"<p>{escape(p.strip())}</p>" for p in body.split("\n\n") if p.strip())
+    return (f'<!doctype html><html lang="{language}"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"</head><body><article><h1>{escape(title)}</h1>{paragraphs}</article></body></html>").encode()
+
+
+def serve_other_reports(site: LoopbackServer) -> list[dict]:
+    """English and German reports of the seed's event, and a report of the next US strike in Syria a week
+    later, each on a site of its own; returns their feed entries for the config."""
+    reports = [  # (fixture, language, feed, published)
+        ("syria-strikes-en.txt", "en", "wire-en", datetime(2022, 8, 24, 16, 40, tzinfo=UTC)),
+        ("syria-strikes-de.txt", "de", "zeitung-de", datetime(2022, 8, 25, 7, 30, tzinfo=UTC)),
+        ("syria-strike-other-event-en.txt", "en", "defense-daily", datetime(2022, 8, 30, 9, 15, tzinfo=UTC)),
+    ]
+    feeds = []
+    for name, language, feed, published in reports:
+        title, _, body = (STORY_FIXTURES / name).read_text(encoding="utf-8").strip().partition("\n")
+        page_path, feed_path = f"/{feed}/{name.removesuffix('.txt')}", f"/{feed}/rss"
+        site.routes[page_path] = Route(200, article_page(title.strip(), body, language),
+                                       {"Content-Type": "text/html; charset=utf-8"})
+        site.routes[feed_path] = Route(200, rss(feed, [{"title": title.strip(), "link": site.url(page_path),
+                                                        "published": published}]),
+                                       {"Content-Type": "application/rss+xml"})
+        feeds.append({"name": feed, "url": site.url(feed_path)})
+    return feeds

@@ -60,20 +60,24 @@ def test_assign_stories_groups_copies_and_records_why(query):
     stub_a = _insert(query, "paywall-a", "Réservé aux abonnés.")
     stub_b = _insert(query, "paywall-b", "Réservé aux abonnés.")
     # A near-duplicate labelled with another language is not compared as text, and it names too little
-    # (Syrie, small numbers) for the cross-language entity layer to link it: its own story.
+    # (Syrie, small numbers) for the entity layer; its meaning is the story's.
     english = _insert(query, "english-copy", SEED_BODY.replace("Paragraphe 7 :", "Paragraph 7:"), language="en")
 
     counts = assign_stories(settings)
-    assert counts == {"articles": 7, "new_stories": 5, "joined": 2, "merged": 0}
+    # Stubs have too few words to embed: five vectors for seven articles.
+    assert counts == {"articles": 7, "new_stories": 4, "joined": 3, "merged": 0, "embedded": 5}
     rows = {row["id"]: row for row in query("SELECT id, story_id, dedup_reason, dedup_of FROM articles")}
     assert rows[same]["story_id"] == rows[first]["story_id"] and rows[same]["dedup_reason"] == "content_hash"
     assert rows[near]["story_id"] == rows[first]["story_id"] and rows[near]["dedup_reason"] == "near_duplicate"
     assert rows[near]["dedup_of"] in (first, same)
-    assert len({rows[i]["story_id"] for i in (first, other, stub_a, stub_b, english)}) == 5
+    assert rows[english]["story_id"] == rows[first]["story_id"] and rows[english]["dedup_reason"] == "meaning"
+    assert len({rows[i]["story_id"] for i in (first, other, stub_a, stub_b)}) == 4
     story = query("SELECT * FROM stories WHERE id = %s", (rows[first]["story_id"],))[0]
-    assert story["article_count"] == 3 and story["languages"] == ["fr"] and story["representative_article"] == first
+    assert story["article_count"] == 4 and sorted(story["languages"]) == ["en", "fr"]
+    assert story["representative_article"] == first
 
-    assert assign_stories(settings) == {"articles": 0, "new_stories": 0, "joined": 0, "merged": 0}  # a re-run: nothing
+    assert assign_stories(settings) == {"articles": 0, "new_stories": 0, "joined": 0, "merged": 0,
+                                        "embedded": 0}  # a re-run: nothing
 
 
 def test_title_key_folds_spelling_and_ignores_short_headlines():

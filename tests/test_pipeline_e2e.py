@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from newswatch.cli import main
-from tests.scenario import seed_config, serve_seed_sites
+from tests.scenario import seed_config, serve_other_reports, serve_seed_sites
 
 
 def test_seed_story_is_stored_once_and_alerted_once(tmp_path, site, webhook, smtp, query, monkeypatch, capsys):
@@ -24,8 +24,9 @@ def test_seed_story_is_stored_once_and_alerted_once(tmp_path, site, webhook, smt
             assert chrome not in article["body"], chrome
     copy = next(a for a in articles if a["feed"] == "info-express")
     assert "utm_" not in copy["canonical_url"]
-    # Whichever page was stored first opens the story; the other joins it as a near-duplicate.
-    first, second = articles
+    # The earlier published page opens the story; the other joins it as a near-duplicate.
+    first, second = sorted(articles, key=lambda a: a["published_at"])
+    assert first["feed"] == "journal-du-monde"
     assert (first["dedup_reason"], second["dedup_reason"]) == ("new_story", "near_duplicate")
     assert second["dedup_of"] == first["id"] and 0.5 <= second["dedup_score"] < 1
 
@@ -60,3 +61,36 @@ def test_seed_story_is_stored_once_and_alerted_once(tmp_path, site, webhook, smt
     assert len(webhook.received) == 1 and len(smtp.messages) == 1
     assert feeds["broken"]["consecutive_failures"] + 1 == query(
         "SELECT consecutive_failures FROM feeds WHERE name = 'broken'")[0]["consecutive_failures"]
+
+
+def test_translations_join_the_seed_story_and_the_next_strike_is_a_story_of_its_own(
+        tmp_path, site, webhook, smtp, query, monkeypatch):
+    """The seed, its edited copy, English and German reports of the same attack: one story. The next US strike
+    in Syria six days later (same country, province, president, Pentagon; another place, people and date):
+    another story. The rule matches both: one alert per story and channel."""
+    serve_seed_sites(site)
+    extra = serve_other_reports(site)
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(seed_config(tmp_path / "newswatch.yaml", site, webhook, smtp, extra)))
+
+    assert main(["poll"]) == 0
+
+    articles = {a["feed"]: a for a in query("SELECT feed, story_id, language, dedup_reason FROM articles")}
+    assert set(articles) == {"journal-du-monde", "info-express", "wire-en", "zeitung-de", "defense-daily"}
+    seed_story = articles["journal-du-monde"]["story_id"]
+    assert {articles[f]["story_id"] for f in ("info-express", "wire-en", "zeitung-de")} == {seed_story}
+    assert articles["defense-daily"]["story_id"] != seed_story
+    stories = {s["id"]: s for s in query("SELECT id, article_count, languages FROM stories")}
+    assert len(stories) == 2
+    assert stories[seed_story]["article_count"] == 4 and sorted(stories[seed_story]["languages"]) == ["de", "en", "fr"]
+
+    alerts = query("SELECT rule, story_id, channel, kind, status FROM alerts ORDER BY story_id, channel")
+    assert [(a["story_id"] == seed_story, a["channel"], a["kind"], a["status"]) for a in alerts
+            if a["rule"] == "syria-strikes"] == [
+        (True, "email", "new", "sent"), (True, "webhook", "new", "sent"),
+        (False, "email", "new", "sent"), (False, "webhook", "new", "sent"),
+    ]
+    assert len(webhook.received) == 2 and len(smtp.wait_for(2)) == 2
+
+    # Another cycle: nothing new is stored, grouped or sent.
+    assert main(["poll"]) == 0
+    assert len(query("SELECT id FROM stories")) == 2 and len(webhook.received) == 2

@@ -61,14 +61,15 @@ def test_one_event_in_three_languages_is_one_story_and_another_event_is_not(seed
     other = store("other-event", *_fixture("syria-strike-other-event-en.txt"), "en", DAY + timedelta(days=6))
 
     counts = assign_stories(SETTINGS)
-    assert counts == {"articles": 4, "new_stories": 2, "joined": 2, "merged": 0}
+    assert counts == {"articles": 4, "new_stories": 2, "joined": 2, "merged": 0, "embedded": 4}
     rows = {row["id"]: row for row in query("SELECT id, story_id, dedup_reason, dedup_score, dedup_of FROM articles")}
     story = rows[seed_articles["en"]]["story_id"]
     assert {rows[i]["story_id"] for i in seed_articles.values()} == {story}
     for language in ("fr", "de"):
         row = rows[seed_articles[language]]
-        assert row["dedup_reason"] == "entity_overlap" and row["dedup_score"] >= 0.2
+        assert row["dedup_reason"] == "meaning" and row["dedup_score"] >= SETTINGS.dedup.meaning_threshold
         assert row["dedup_of"] in seed_articles.values()
+    # As close in meaning as the members are to each other, but another day's attack: the look-alike veto.
     assert rows[other]["story_id"] != story and rows[other]["dedup_reason"] == "new_story"
 
     summary = query("SELECT * FROM stories WHERE id = %s", (story,))[0]
@@ -77,7 +78,7 @@ def test_one_event_in_three_languages_is_one_story_and_another_event_is_not(seed
     assert summary["title"].startswith("U.S. forces come under rocket attack")
     assert len(query("SELECT id FROM stories")) == 2
 
-    assert assign_stories(SETTINGS) == {"articles": 0, "new_stories": 0, "joined": 0, "merged": 0}
+    assert assign_stories(SETTINGS) == {"articles": 0, "new_stories": 0, "joined": 0, "merged": 0, "embedded": 0}
     assert len(query("SELECT id FROM stories")) == 2
     assert query("SELECT df FROM entity_df WHERE entity = ''")[0]["df"] == 4  # each article counted once
 
@@ -94,56 +95,89 @@ def test_the_other_event_shares_context_but_not_the_event(seed_text):
     assert overlap(en, fr, {}, 0).linked
 
 
-def test_a_bridging_article_merges_two_stories_without_duplicate_alerts(database_url, query):
-    p = store("port-en", "Fire at Velmora port terminal burns dozens of containers",
-              "A fire broke out at the Kestrel terminal in the port of Velmora on March 3, destroying 42 containers. "
-              "Governor Alina Marchetti said the blaze was under control by the evening. "
-              "Firefighters from Sardell and Ombrio helped the local crews, the port authority said.",
-              "en", DAY)
-    q = store("enquete-fr", "Enquête ouverte après l'incendie du port",
-              "Le parquet a confié l'enquête aux inspecteurs Tomasz Wierzbicki et Hélène Ducasse, de l'agence "
-              "Orvane. Selon eux, 17 témoins ont déjà été entendus et la piste criminelle n'est pas écartée. "
-              "Les assureurs de la compagnie Brennhaus suivent le dossier.",
-              "fr", DAY + timedelta(hours=4))
+def test_chinese_and_arabic_versions_join_the_story_by_meaning(seed_articles, query):
+    """Scripts without capitals give the entity layer nothing to link; the meaning layer reads them."""
+    zh = store("xinwen-zh", *_fixture("syria-strikes-zh.txt"), "zh", DAY + timedelta(hours=2))
+    ar = store("akhbar-ar", *_fixture("syria-strikes-ar.txt"), "ar", DAY + timedelta(hours=4))
+    assign_stories(SETTINGS)
+    rows = {row["id"]: row for row in query("SELECT id, story_id, dedup_reason FROM articles")}
+    assert len({row["story_id"] for row in rows.values()}) == 1
+    assert rows[zh]["dedup_reason"] == rows[ar]["dedup_reason"] == "meaning"
+    languages = query("SELECT languages FROM stories")[0]["languages"]
+    assert sorted(languages) == ["ar", "de", "en", "fr", "zh"]
+
+
+def _alert(query, rule: str, story: int, channel: str, status: str, kind: str = "new") -> None:
+    query("INSERT INTO alerts (rule, story_id, channel, status, kind, idempotency_key) VALUES (%s, %s, %s, %s, %s, %s)",
+          (rule, story, channel, status, kind, f"{rule}-{story}-{channel}-{kind}"))
+
+
+def test_a_report_between_two_stories_merges_them_without_duplicate_alerts(database_url, query):
+    """The same fire reported ten days apart (two stories: outside each other's window), then a report in
+    between: close to both, and the stories are close to each other member for member, so they merge."""
+    p = store("port-en", *_fixture("port-fire-en.txt"), "en", DAY)
+    q = store("port-fr", *_fixture("port-fire-fr.txt"), "fr", DAY + timedelta(days=10))
     assert assign_stories(SETTINGS)["new_stories"] == 2
     stories = {row["id"]: row["story_id"] for row in query("SELECT id, story_id FROM articles")}
     story_p, story_q = stories[p], stories[q]
     assert story_p < story_q
 
-    def alert(rule: str, story: int, channel: str, status: str) -> None:
-        query("INSERT INTO alerts (rule, story_id, channel, status, idempotency_key) VALUES (%s, %s, %s, %s, %s)",
-              (rule, story, channel, status, f"{rule}-{story}-{channel}"))
+    _alert(query, "fires", story_p, "webhook", "pending")           # duplicate of the sent one below: dropped
+    _alert(query, "fires", story_q, "webhook", "sent")              # kept, moved to the surviving story
+    _alert(query, "fires", story_q, "webhook", "pending", "update")  # an update on one side only: moved
+    _alert(query, "fires", story_p, "email", "sent")                # kept, its pending duplicate dropped
+    _alert(query, "fires", story_q, "email", "pending")
+    _alert(query, "fires", story_p, "email", "sent", "update")      # updates on both sides: one kept
+    _alert(query, "fires", story_q, "email", "pending", "update")
+    _alert(query, "inquiries", story_q, "webhook", "pending")       # no counterpart: moved
 
-    alert("fires", story_p, "webhook", "pending")   # duplicate of the sent one below: dropped
-    alert("fires", story_q, "webhook", "sent")      # kept, moved to the surviving story
-    alert("fires", story_p, "email", "sent")        # kept, its pending duplicate dropped
-    alert("fires", story_q, "email", "pending")
-    alert("inquiries", story_q, "webhook", "pending")  # no counterpart: moved
-
-    bridge = store("hafen-de", "Brand im Hafen von Velmora: Ermittler befragen Zeugen",
-                   "Nach dem Brand am Kestrel-Terminal im Hafen von Velmora am 3. März, bei dem 42 Container "
-                   "zerstört wurden, ermitteln Tomasz Wierzbicki und Hélène Ducasse von der Agentur Orvane. "
-                   "Gouverneurin Alina Marchetti sprach von einem schweren Schlag für die Stadt. "
-                   "Bisher wurden 17 Zeugen befragt; auch die Versicherung Brennhaus prüft den Fall.",
-                   "de", DAY + timedelta(hours=8))
-    assert assign_stories(SETTINGS) == {"articles": 1, "new_stories": 0, "joined": 1, "merged": 1}
+    bridge = store("port-de", *_fixture("port-fire-de.txt"), "de", DAY + timedelta(days=5))
+    assert assign_stories(SETTINGS) == {"articles": 1, "new_stories": 0, "joined": 1, "merged": 1, "embedded": 1}
 
     rows = {row["id"]: row for row in query("SELECT id, story_id, dedup_reason FROM articles")}
     assert {rows[i]["story_id"] for i in (p, q, bridge)} == {story_p}
-    assert rows[bridge]["dedup_reason"] == "entity_overlap"
+    assert rows[bridge]["dedup_reason"] == "meaning"
     assert query("SELECT id FROM stories") == [{"id": story_p}]
     story = query("SELECT article_count, languages FROM stories")[0]
     assert story["article_count"] == 3 and sorted(story["languages"]) == ["de", "en", "fr"]
     merges = query("SELECT merged_story, into_story, article_id, reason FROM story_merges")
-    assert merges == [{"merged_story": story_q, "into_story": story_p, "article_id": bridge,
-                       "reason": "entity_overlap"}]
-    alerts = query("SELECT rule, story_id, channel, status, idempotency_key FROM alerts ORDER BY rule, channel")
-    assert [(a["rule"], a["story_id"], a["channel"], a["status"]) for a in alerts] == [
-        ("fires", story_p, "email", "sent"),
-        ("fires", story_p, "webhook", "sent"),
-        ("inquiries", story_p, "webhook", "pending"),
+    assert merges == [{"merged_story": story_q, "into_story": story_p, "article_id": bridge, "reason": "meaning"}]
+    alerts = query("SELECT rule, story_id, channel, kind, status, idempotency_key FROM alerts "
+                   "ORDER BY rule, channel, kind")
+    assert [(a["rule"], a["story_id"], a["channel"], a["kind"], a["status"]) for a in alerts] == [
+        ("fires", story_p, "email", "new", "sent"),
+        ("fires", story_p, "email", "update", "sent"),
+        ("fires", story_p, "webhook", "new", "sent"),
+        ("fires", story_p, "webhook", "update", "pending"),
+        ("inquiries", story_p, "webhook", "new", "pending"),
     ]
-    assert alerts[1]["idempotency_key"] == f"fires-{story_q}-webhook"  # the sent message keeps its key
+    assert alerts[2]["idempotency_key"] == f"fires-{story_q}-webhook-new"  # the sent message keeps its key
+    open_rows = query("SELECT story_id, members, languages FROM open_stories")
+    assert open_rows == [{"story_id": story_p, "members": 3, "languages": {"de": 1, "en": 1, "fr": 1}}]
+
+    # Clustering goes on after the merge.
+    later = store("port-en-2", *_fixture("port-fire-en.txt"), "en", DAY + timedelta(days=6))
+    assert assign_stories(SETTINGS)["joined"] == 1
+    assert query("SELECT story_id FROM articles WHERE id = %s", (later,))[0]["story_id"] == story_p
+
+
+def test_a_round_up_of_two_events_merges_neither(database_url, query):
+    """A digest that reports the port fire and the floods is close to both stories: it may join one, but the
+    two stories are far apart member for member and stay two."""
+    fire = [store("fire-en", *_fixture("port-fire-en.txt"), "en", DAY),
+            store("fire-fr", *_fixture("port-fire-fr.txt"), "fr", DAY + timedelta(hours=1))]
+    flood = [store("flood-en", *_fixture("river-flood-en.txt"), "en", DAY),
+             store("flood-es", *_fixture("river-flood-es.txt"), "es", DAY + timedelta(hours=2))]
+    assign_stories(SETTINGS)
+    roundup = store("roundup", *_fixture("roundup-en.txt"), "en", DAY + timedelta(hours=6))
+    assert assign_stories(SETTINGS)["merged"] == 0
+
+    rows = {row["id"]: row["story_id"] for row in query("SELECT id, story_id FROM articles")}
+    assert rows[fire[0]] == rows[fire[1]] and rows[flood[0]] == rows[flood[1]]
+    assert rows[fire[0]] != rows[flood[0]]
+    # The round-up joined one of them, or stands alone.
+    assert rows[roundup] in (rows[fire[0]], rows[flood[0]]) or list(rows.values()).count(rows[roundup]) == 1
+    assert query("SELECT count(*) AS n FROM story_merges")[0]["n"] == 0
 
 
 def test_same_headline_links_feed_summaries_but_not_a_recurring_column(database_url, query):

@@ -238,7 +238,32 @@ class Polling(_Strict):
 class Dedup(_Strict):
     near_duplicate_threshold: float = Field(default=0.5, gt=0, le=1)
     min_tokens: int = Field(default=40, ge=5, description="Texts shorter than this are never compared")
-    window_days: int = Field(default=7, ge=1, le=365)
+    window_days: int = Field(
+        default=7, ge=1, le=365,
+        description="Days between publications within which articles can be one story; a story that gains no "
+        "article for this long is closed",
+    )
+    meaning_threshold: float = Field(
+        default=0.64, gt=0, le=1,
+        description="Mean cosine similarity of an article's meaning to a story's members at which it joins the "
+        "story on meaning alone (also the bar for merging two stories)",
+    )
+    corroborated_threshold: float = Field(
+        default=0.54, gt=0, le=1,
+        description="Lower similarity at which an article joins when names, places, numbers and dates agree with "
+        "most of the story's members",
+    )
+    cross_language_allowance: float = Field(
+        default=0.06, ge=0, le=0.3,
+        description="Added to the similarity for each member in another language, as a share of the members "
+        "(translations sit a little further apart than same-language copies)",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Dedup:
+        if self.corroborated_threshold > self.meaning_threshold:
+            raise ValueError("corroborated_threshold must not exceed meaning_threshold")
+        return self
 
 
 class Alerts(_Strict):

@@ -207,6 +207,14 @@ _SENTENCE = re.compile(r"(?<=[.!?:;])\s+|\n+|\s*[\"«»<>\u201c\u201d\u201e(\[]+
 _WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,\u00a0 ]\d{3})+(?![\d])|\d+(?:[.,]\d+)?")
 _HYPHEN_SPLIT = re.compile(r"-")
 _ACRONYM = re.compile(r"\b(?:[A-Z]\.){2,}")
+# Phone and fax numbers are site furniture (a newsroom's switchboard under every article), not evidence:
+# an international prefix or a leading zero, then digit groups split by spaces, dashes, dots or slashes.
+_PHONE = re.compile(r"(?<![\w.,])(?:\+\d{1,3}|\(?0\d{1,4}\)?)(?:[ ./-]?\(?\d{1,5}\)?){2,6}(?![\w.,]?\d)")
+_PHONE_MIN_DIGITS = 7
+
+
+def _drop_phone_numbers(text: str) -> str:
+    return _PHONE.sub(lambda m: " " if sum(ch.isdigit() for ch in m.group()) >= _PHONE_MIN_DIGITS else m.group(), text)
 _DATE_MARK = "Qdatemark"
 _MONTH_NAMES = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _DATE = re.compile(rf"\b(?P<d1>\d{{1,2}})(?:\.|er|st|nd|rd|th)?\s+(?:de\s+)?(?P<m1>(?i:{_MONTH_NAMES}))\b\.?"
@@ -316,6 +324,7 @@ def extract(title: str, body: str, language: str | None = None) -> EntityFingerp
     fingerprint but goes last, after names, dates and numbers, so that it does not crowd the index.
     """
     text = _ACRONYM.sub(lambda m: m.group().replace(".", ""), transliterate(f"{title or ''}\n{body or ''}"))
+    text = _drop_phone_numbers(text)
     dates: list[str] = []
 
     def date(match: re.Match) -> str:
@@ -488,3 +497,33 @@ def overlap(mine: Iterable[str], theirs: Iterable[str], df: Mapping[str, int], t
     dates_a, dates_b = {i for i in a if i[0] == "d"}, {i for i in b if i[0] == "d"}
     conflict = bool(dates_a and dates_b and not dates_a & dates_b)
     return Overlap(score, tuple(sorted(shared)), len(distinctive), len(names), conflict)
+
+
+def contradicts(mine: Iterable[str], theirs: Iterable[str], df: Mapping[str, int], total: int) -> bool:
+    """Both texts name at least MIN_SHARED distinctive people, places or dates and share none: not one
+    event, whatever else they share (a recurring headline, a boilerplate banner, the same kind of news)."""
+    def telling(items: Iterable[str]) -> set[str]:
+        return {i for i in items if i[0] in "ncd" and is_distinctive(i, df.get(i, 0), total)}
+    a, b = telling(mine), telling(theirs)
+    return len(a) >= MIN_SHARED and len(b) >= MIN_SHARED and not a & b
+
+
+# The look-alike veto: two reports that share topic and wording but not the event. Either they
+# contradict (above), or both give days of the month, none of them in common, and they share fewer than
+# LOOKALIKE_MIN_SHARED distinctive items (a strike, then the next one a week later). Chosen on the
+# development half of the news-similarity data (bench/dedup_quality.py).
+LOOKALIKE_MIN_SHARED = 4
+# Both give at least this many figures (not years) and share none: another count, another event (0: off).
+LOOKALIKE_MIN_NUMBERS = 0
+
+
+def lookalike(mine: Iterable[str], theirs: Iterable[str], df: Mapping[str, int], total: int) -> bool:
+    mine, theirs = set(mine), set(theirs)
+    link = overlap(mine, theirs, df, total)
+    if link.date_conflict and link.distinctive < LOOKALIKE_MIN_SHARED:
+        return True
+    if LOOKALIKE_MIN_NUMBERS:
+        numbers_a, numbers_b = {i for i in mine if i[0] == "#"}, {i for i in theirs if i[0] == "#"}
+        if min(len(numbers_a), len(numbers_b)) >= LOOKALIKE_MIN_NUMBERS and not numbers_a & numbers_b:
+            return True
+    return contradicts(mine, theirs, df, total)

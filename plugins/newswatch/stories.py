@@ -1,37 +1,52 @@
-"""Group stored articles into stories, cheapest and surest evidence first, recording why.
+"""Group stored articles into stories: an article joins a story on evidence against the story as a whole.
 
-Layers, each tried only when the previous ones found nothing (the same link and the same feed GUID
-never get this far: ``ingest`` stores one article per canonical URL):
+Evidence, surest first (the same link and the same feed GUID never get this far: ``ingest`` stores one
+article per canonical URL):
 
 1. ``content_hash``: the same normalised body (texts long enough to compare only).
-2. ``near_duplicate``: a lightly edited copy in the same language, found through the LSH band index
-   and confirmed by MinHash similarity, unless both texts name things and have none in common (two
-   short items drowned in the same cookie banner or paywall teaser).
-3. ``same_title``: the same normalised headline (of at least five words) within the window, unless
-   both bodies name things and have nothing in common (a recurring column). Tried after the body
-   layers, so that copies with comparable bodies record the stronger evidence; it is what links copies
-   whose bodies cannot be compared (feed summaries, paywalls).
-4. ``entity_overlap``: the same event reported in any language: shared names, places, numbers and
-   dates (``newswatch.entities``), weighted by how rare they are in the archive.
+2. ``near_duplicate``: a lightly edited copy in the same language, found through the LSH band index and
+   confirmed by MinHash similarity, unless both texts name things and have none in common (two short
+   items drowned in the same cookie banner or paywall teaser).
+3. ``same_title``: the same normalised headline (of at least five words) within the window, unless both
+   bodies name things and have nothing in common (a recurring column).
+4. ``meaning``: the article's embedding (``newswatch.meaning``, title and lead, any of 16 languages) is
+   close to the story as a whole: the mean cosine similarity to the story's members, plus a small
+   allowance for members in another language, reaches ``dedup.meaning_threshold``. ``meaning_entities``:
+   it reaches the lower ``dedup.corroborated_threshold`` and the article's names, places, numbers and
+   dates (``newswatch.entities``) agree with most of the story's recent members.
+5. ``entity_overlap``: where the model cannot read one side (a language it does not cover), names,
+   places, numbers and dates linking the article to most of the story's recent members.
 
-An article matching nothing opens a new story. Each decision is stored on the article
-(``dedup_reason``, ``dedup_score``, ``dedup_of``). When an article links to several stories (a German
-report bridging an English and a French story that did not link to each other), they are merged into
-the oldest one (see ``_merge``). Clustering runs serially under a transaction-level lock: two
-concurrent runs must not open two stories for the same event, and a re-run finds nothing to do.
+A look-alike veto applies to 4, 5 and merges: an article whose days of the month all differ from the
+story's, and that shares only a few distinctive names with it, reports another event of the same kind
+(the next strike, a week later), however close its meaning.
+
+An article matching nothing opens a new story. Each decision is stored on the article (``dedup_reason``,
+``dedup_score``, ``dedup_of``). Stories merge only on evidence of the same strength between the stories
+(average link): when an article's evidence points to several stories, a second one is merged into the
+first only if the two stories, member against member, pass the same bar and no look-alike veto holds
+between them; a round-up that mentions two events joins one of them at most and never merges them
+(see ``_merge``). Clustering runs serially under a transaction-level lock: two concurrent runs must not
+open two stories for the same event, and a re-run finds nothing to do.
 
 Every candidate lookup reads a bounded number of index entries, whatever the archive size: LSH bands
-(newest ``_PER_BAND`` articles per band), the title key, and the most distinctive entity items
-(newest ``_PER_ITEM`` articles per item within the window).
+(newest ``_PER_BAND`` articles per band), the title key, the most distinctive entity items (newest
+``_PER_ITEM`` articles per item within the window) and the vector index of open stories, which holds only
+the stories that gained an article within the window (``open_stories``).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from newswatch import db, entities
+import numpy as np
+import psycopg2.extras
+
+from newswatch import db, entities, meaning
 from newswatch.config import Settings
 from newswatch.dedup import signature_from_bytes, similarity, title_key
 
@@ -44,7 +59,15 @@ _PER_ITEM = 50          # articles read per probed entity item (newest first, wi
 _PROBES = 24            # entity items probed per article (rarest first, among those seen before)
 _ENTITY_CANDIDATES = 20  # candidate articles scored per article
 _TITLE_CANDIDATES = 20
+_MEANING_CANDIDATES = 10  # nearest open stories scored per article
+_EF_SEARCH = 100         # HNSW candidate list: well above _MEANING_CANDIDATES, so the window filter keeps enough
+_RECENT_MEMBERS = 10     # members a story is judged by (the newest): names, places, dates
+ANCHOR_DRIFT = 0.03      # cosine distance between a story's meaning and its index anchor before re-filing
 _TOTAL = ""             # entity_df row counting the fingerprinted articles
+# Corroboration of a meaning match below meaning_threshold: the weighted entity overlap with the story's
+# members, on average, and the share of members sharing at least two distinctive items.
+_CORROBORATION_SCORE = 0.2
+_CORROBORATION_SHARE = 0.5
 
 # Candidates sharing an LSH band: for each of the article's 32 bands, the newest _PER_BAND articles
 # with the same band hash (an index range scan on article_bands' primary key, bounded even for a band
@@ -91,6 +114,31 @@ WHERE title_key = %(key)s AND id <> %(id)s AND story_id IS NOT NULL
 ORDER BY id LIMIT %(limit)s
 """
 
+# The open stories nearest to an article's meaning (HNSW index on their anchors, cosine), with the inner
+# product of the article's embedding and each story's sum of member embeddings: divided by the members,
+# the mean similarity to them. The window filter applies to the index's candidates.
+MEANING_SQL = """
+SELECT story_id, members, languages, -(meaning_sum <#> %(vector)s::vector) AS dot
+FROM open_stories
+WHERE anchor IS NOT NULL AND seen_to >= %(low)s AND seen_from <= %(high)s
+ORDER BY anchor <=> %(vector)s::vector
+LIMIT %(limit)s
+"""
+
+# The newest members of some stories, with their fingerprints, language and embedding distance to the
+# article (NULL without embedding): what a story is judged by, and its member nearest to the article.
+MEMBERS_SQL = """
+SELECT m.id, m.story_id, m.entities, m.language, m.distance
+FROM unnest(%(stories)s::bigint[]) AS s(id)
+CROSS JOIN LATERAL (
+    SELECT a.id, a.story_id, a.entities, a.language,
+           am.embedding <=> %(vector)s::vector AS distance
+    FROM articles a LEFT JOIN article_meanings am ON am.article_id = a.id
+    WHERE a.story_id = s.id AND a.entities IS NOT NULL
+    ORDER BY a.id DESC LIMIT %(limit)s
+) m
+"""
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -101,29 +149,186 @@ class Decision:
     also: tuple[int, ...] = field(default=())  # other stories the article links to (to merge)
 
 
+@dataclass
+class _Story:
+    """A candidate story as the article sees it."""
+
+    id: int
+    similarity: float | None = None  # mean similarity of the article to the members' meaning
+    members: list[dict] = field(default_factory=list)  # newest members: id, entities, language, distance
+
+    def items(self) -> set[str]:
+        return {item for member in self.members for item in member["entities"] or ()}
+
+
+class Frequencies(dict):
+    """Document frequencies of fingerprint items (``entity_df``) as one grouping batch sees them.
+
+    Each item is read once per batch; the batch's own articles are counted in memory and written once, at
+    the end. Incrementing the rows article by article inside the batch's transaction would leave one row
+    version per article (the total row changes with every article), which every later read walks.
+    Read items with ``load`` before looking them up: an item not loaded reads as absent (0).
+    """
+
+    def __init__(self, cur) -> None:
+        super().__init__()
+        self.cur = cur
+        self.pending: collections.Counter[str] = collections.Counter()
+        self.load([_TOTAL])
+
+    @property
+    def total(self) -> int:
+        return self[_TOTAL]
+
+    def load(self, items: Iterable[str]) -> None:
+        missing = set(items) - self.keys()
+        if not missing:
+            return
+        # A join on the unnested list probes the primary key item by item.
+        self.cur.execute("SELECT e.entity, e.df FROM unnest(%s::text[]) AS item(entity) "
+                         "JOIN entity_df e USING (entity)", (sorted(missing),))
+        self.update(dict.fromkeys(missing, 0))
+        self.update({row["entity"]: row["df"] for row in self.cur.fetchall()})
+
+    def count(self, items: Iterable[str]) -> None:
+        """One more fingerprinted article with these items."""
+        counted = {*items, _TOTAL}
+        self.load(counted)
+        for item in counted:
+            self[item] += 1
+            self.pending[item] += 1
+
+    def flush(self) -> None:
+        if self.pending:
+            items = sorted(self.pending)
+            self.cur.execute(
+                "INSERT INTO entity_df (entity, df) SELECT * FROM unnest(%s::text[], %s::integer[]) "
+                "ON CONFLICT (entity) DO UPDATE SET df = entity_df.df + EXCLUDED.df",
+                (items, [self.pending[item] for item in items]),
+            )
+            self.pending.clear()
+
+
 def assign_stories(settings: Settings) -> dict[str, int]:
     """Give every unclustered article a story; returns counts for logs and XCom."""
-    counts = {"articles": 0, "new_stories": 0, "joined": 0, "merged": 0}
+    counts = {"articles": 0, "new_stories": 0, "joined": 0, "merged": 0, "embedded": 0}
+    _close_quiet_stories(settings)
+    # Members of open stories grouped before the meaning layer existed (an upgraded archive) get their
+    # embeddings first, so that new articles can find those stories by meaning.
+    counts["embedded"] += embed_open_story_members()
     while True:
         with db.transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CLUSTER_LOCK,))
             cur.execute(
-                """
-                SELECT id, title, body, language, feed, content_hash, minhash, fetched_at, is_partial,
-                       COALESCE(published_at, fetched_at) AS seen_at
-                FROM articles WHERE story_id IS NULL ORDER BY id LIMIT %s
-                """,
+                "SELECT id FROM articles WHERE story_id IS NULL "
+                "ORDER BY COALESCE(published_at, fetched_at), id LIMIT %s",
                 (_BATCH,),
             )
-            articles = cur.fetchall()
-            for article in articles:
-                _cluster_one(cur, article, settings, counts)
-            counts["articles"] += len(articles)
-        if len(articles) < _BATCH:
+            batch = [row["id"] for row in cur.fetchall()]
+        if not batch:
             return counts
+        counts["embedded"] += embed_articles(batch)  # the model runs outside any transaction
+        with db.transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CLUSTER_LOCK,))
+            cur.execute("SET LOCAL hnsw.ef_search = %s", (_EF_SEARCH,))
+            cur.execute(
+                """
+                SELECT a.id, a.title, a.body, a.language, a.feed, a.content_hash, a.minhash, a.fetched_at,
+                       a.is_partial, COALESCE(a.published_at, a.fetched_at) AS seen_at, am.embedding
+                FROM articles a LEFT JOIN article_meanings am ON am.article_id = a.id
+                WHERE a.id = ANY(%s) AND a.story_id IS NULL
+                ORDER BY COALESCE(a.published_at, a.fetched_at), a.id
+                """,
+                (batch,),
+            )
+            articles = cur.fetchall()  # a concurrent run may have clustered some meanwhile
+            frequencies = Frequencies(cur)
+            for article in articles:
+                _cluster_safely(cur, article, settings, counts, frequencies)
+            frequencies.flush()
+            counts["articles"] += len(articles)
 
 
-def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int]) -> int:
+def embed_articles(article_ids: Iterable[int]) -> int:
+    """Compute and store the meaning of the given articles not yet looked at; returns how many got a vector."""
+    with db.transaction() as cur:
+        cur.execute(
+            "SELECT a.id, a.title, a.body, a.language FROM articles a "
+            "WHERE a.id = ANY(%s) AND a.language = ANY(%s) "
+            "AND NOT EXISTS (SELECT 1 FROM article_meanings m WHERE m.article_id = a.id) ORDER BY a.id",
+            (list(article_ids), sorted(meaning.LANGUAGES)),
+        )
+        rows = cur.fetchall()
+    if not rows:
+        return 0
+    texts = {row["id"]: meaning.meaning_text(row["title"], row["body"]) for row in rows}
+    readable = [article_id for article_id, text in texts.items() if text]
+    vectors = dict(zip(readable, meaning.embed([texts[article_id] for article_id in readable]), strict=True))
+    with db.transaction() as cur:
+        # Texts too short to place get a row without embedding: looked at once, never again.
+        inserted = psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO article_meanings (article_id, model, embedding) VALUES %s ON CONFLICT DO NOTHING "
+            "RETURNING embedding IS NOT NULL AS placed",
+            [(article_id, meaning.MODEL, meaning.to_vector(vectors[article_id]) if article_id in vectors else None)
+             for article_id in texts],
+            template="(%s, %s, %s::vector)", fetch=True,
+        )
+        stored = sum(row["placed"] for row in inserted)
+        # Open stories whose members just gained a meaning take it into their sum.
+        cur.execute("SELECT DISTINCT story_id FROM articles WHERE id = ANY(%s) AND story_id IS NOT NULL "
+                    "AND story_id IN (SELECT story_id FROM open_stories)", (readable,))
+        for row in cur.fetchall():
+            _refresh_open_story(cur, row["story_id"])
+    return stored
+
+
+def embed_open_story_members() -> int:
+    """Embed the members of open stories never looked at by the model; returns how many got a vector."""
+    embedded = 0
+    while True:
+        with db.transaction() as cur:
+            cur.execute(
+                "SELECT a.id FROM open_stories o JOIN articles a ON a.story_id = o.story_id "
+                "WHERE a.language = ANY(%s) "
+                "AND NOT EXISTS (SELECT 1 FROM article_meanings m WHERE m.article_id = a.id) LIMIT %s",
+                (sorted(meaning.LANGUAGES), _BATCH),
+            )
+            ids = [row["id"] for row in cur.fetchall()]
+        if not ids:
+            return embedded
+        embedded += embed_articles(ids)
+
+
+def _close_quiet_stories(settings: Settings) -> int:
+    """Drop stories that gained no article within the window from the open set (and its vector index)."""
+    with db.transaction() as cur:
+        cur.execute("DELETE FROM open_stories WHERE touched_at < now() - %s",
+                    (timedelta(days=settings.dedup.window_days),))
+        return cur.rowcount
+
+
+def _cluster_safely(cur, article: dict, settings: Settings, counts: dict[str, int], df: Frequencies) -> None:
+    """Cluster one article; if that fails, it opens a story of its own and the batch goes on."""
+    cur.execute("SAVEPOINT cluster_one")
+    try:
+        _cluster_one(cur, article, settings, counts, df)
+    except Exception:
+        cur.execute("ROLLBACK TO SAVEPOINT cluster_one")
+        log.exception("article %s could not be grouped: it gets a story of its own", article["id"])
+        story_id = _open_story(cur, article)
+        cur.execute("UPDATE articles SET story_id = %s, dedup_reason = 'error' WHERE id = %s",
+                    (story_id, article["id"]))
+        _refresh_story(cur, story_id)
+        counts["new_stories"] += 1
+    cur.execute("RELEASE SAVEPOINT cluster_one")
+
+
+def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int], df: Frequencies | None = None
+                 ) -> int:
+    """Group one article (fingerprint, index writes, decision, story writes); ``df`` is the batch's frequencies,
+    else the article's own, written at the end."""
+    own_frequencies = df is None
+    df = Frequencies(cur) if df is None else df
     print_ = entities.extract(article["title"], article["body"], article["language"])
     article["entities"] = list(print_.items)
     article["title_key"] = title_key(article["title"])
@@ -136,7 +341,7 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int])
             "ON CONFLICT DO NOTHING",
             (indexed, article["seen_at"], article["id"]),
         )
-    decision = decide(cur, article, settings)
+    decision = decide(cur, article, settings, df)
     if decision.story_id is None:
         story_id = _open_story(cur, article)
         counts["new_stories"] += 1
@@ -151,21 +356,19 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int])
         "UPDATE articles SET story_id = %s, dedup_reason = %s, dedup_score = %s, dedup_of = %s WHERE id = %s",
         (story_id, decision.reason, decision.score, decision.duplicate_of, article["id"]),
     )
-    # Document frequencies count every fingerprinted article once (its items, plus the total row).
-    cur.execute(
-        "INSERT INTO entity_df (entity, df) SELECT unnest(%s::text[]), 1 "
-        "ON CONFLICT (entity) DO UPDATE SET df = entity_df.df + 1",
-        (sorted({_TOTAL, *print_.items}),),
-    )
     _refresh_story(cur, story_id)
+    # Document frequencies count every fingerprinted article once (its items, plus the total row).
+    df.count(print_.items)
+    if own_frequencies:
+        df.flush()
     return story_id
 
 
-def decide(cur, article: dict, settings: Settings) -> Decision:
-    """Which story an article belongs to, by the first layer with evidence; ``also`` lists bridged stories.
+def decide(cur, article: dict, settings: Settings, df: Frequencies) -> Decision:
+    """Which story an article belongs to, by the surest evidence; ``also`` lists stories to merge into it.
 
-    ``article`` needs id, title_key, entities, language, content_hash, minhash and seen_at; it must
-    not be in a story yet.
+    ``article`` needs id, title_key, entities, language, content_hash, minhash, seen_at and embedding
+    (pgvector text or None); it must not be in a story yet.
     """
     window = timedelta(days=settings.dedup.window_days)
     low, high = article["seen_at"] - window, article["seen_at"] + window
@@ -182,44 +385,179 @@ def decide(cur, article: dict, settings: Settings) -> Decision:
         if same:
             return Decision(same["story_id"], "content_hash", 1.0, same["id"])
 
-    found: list[tuple[str, dict, float]] = []  # (reason, best article of a story, score), layer order
-    df, total = _frequencies(cur, article["entities"])
+    df.load(article["entities"])
+    total = df.total
+    copies: list[tuple[str, dict, float]] = []  # (reason, matching article, score), surest first
     if article["minhash"] is not None:
         for candidate, score in _near_duplicates(cur, article, low, high):
-            if score >= settings.dedup.near_duplicate_threshold and not _contradicts(
+            if score >= settings.dedup.near_duplicate_threshold and not entities.contradicts(
                     article["entities"], candidate["entities"] or [], df, total):
-                found.append(("near_duplicate", candidate, round(score, 3)))
+                copies.append(("near_duplicate", candidate, round(score, 3)))
     for candidate in _same_title(cur, article, low, high):
-        if not _contradicts(article["entities"], candidate["entities"] or [], df, total):
-            found.append(("same_title", candidate, 1.0))
-    for candidate, link in _entity_links(cur, article, low, high, df, total):
-        found.append(("entity_overlap", candidate, round(link.score, 3)))
-    if not found:
+        if not entities.contradicts(article["entities"], candidate["entities"] or [], df, total):
+            copies.append(("same_title", candidate, 1.0))
+
+    vector = article.get("embedding")
+    judged = _judge(cur, article, vector, low, high, df, total, settings)
+    if copies:
+        reason, candidate, score = copies[0]
+        chosen, duplicate_of = candidate["story_id"], candidate["id"]
+    elif judged:
+        reason, story, score = judged[0]
+        chosen, duplicate_of = story.id, _nearest_member(story)
+    else:
         return Decision(None, "new_story")
-    stories = {candidate["story_id"] for _, candidate, _ in found}
-    reason, candidate, score = found[0]  # the first layer with evidence, its best candidate
-    return Decision(candidate["story_id"], reason, score, candidate["id"],
-                    tuple(sorted(stories - {candidate["story_id"]})))
+    others = {candidate["story_id"] for _, candidate, _ in copies} | {story.id for _, story, _ in judged}
+    also = tuple(sorted(other for other in others - {chosen}
+                        if _stories_agree(cur, chosen, other, df, total, settings)))
+    return Decision(chosen, reason, score, duplicate_of, also)
+
+
+def _judge(cur, article: dict, vector: str | None, low, high, df: Frequencies, total: int,
+           settings: Settings) -> list[tuple[str, _Story, float]]:
+    """Stories the article belongs to by meaning, or by names where meaning cannot tell; best first."""
+    found: list[tuple[str, _Story, float]] = []
+    candidates: dict[int, _Story] = {}
+    if vector is not None:
+        for story in _meaning_candidates(cur, vector, article["language"], low, high, settings):
+            if story.similarity >= settings.dedup.corroborated_threshold:
+                candidates[story.id] = story
+    entity_links = _entity_links(cur, article, low, high, df, total)
+    for candidate, _ in entity_links:
+        candidates.setdefault(candidate["story_id"], _Story(candidate["story_id"]))
+    if not candidates:
+        return found
+    _load_members(cur, candidates, vector)
+    df.load(item for story in candidates.values() for item in story.items())
+    mine = article["entities"]
+    for story in candidates.values():
+        if entities.lookalike(mine, story.items(), df, total):
+            continue
+        if story.similarity is not None:
+            if story.similarity >= settings.dedup.meaning_threshold:
+                found.append(("meaning", story, round(story.similarity, 3)))
+            elif _corroborated(mine, story, df, total):
+                found.append(("meaning_entities", story, round(story.similarity, 3)))
+        elif vector is None or not any(member["distance"] is not None for member in story.members):
+            # Meaning cannot compare the two sides (a language the model does not read): names must link
+            # the article to most of the story's recent members, not to one of them.
+            links = [entities.overlap(mine, member["entities"], df, total) for member in story.members]
+            if links and sum(link.linked for link in links) * 2 >= len(links):
+                found.append(("entity_overlap", story, round(max(link.score for link in links), 3)))
+    order = {"meaning": 0, "meaning_entities": 1, "entity_overlap": 2}
+    return sorted(found, key=lambda hit: (order[hit[0]], -hit[2], hit[1].id))
+
+
+def _meaning_candidates(cur, vector: str, language: str | None, low, high, settings: Settings) -> list[_Story]:
+    cur.execute(MEANING_SQL, {"vector": vector, "low": low, "high": high, "limit": _MEANING_CANDIDATES})
+    stories = []
+    for row in cur.fetchall():
+        stories.append(_Story(row["story_id"], story_similarity(
+            row["dot"], row["members"], row["languages"], language, settings.dedup.cross_language_allowance)))
+    return stories
+
+
+def story_similarity(dot: float, members: int, languages: dict[str, int], language: str | None,
+                     allowance: float) -> float:
+    """Mean similarity of an article to a story's members, with the allowance for other languages.
+
+    ``dot`` is the inner product of the article's embedding with the sum of the members' embeddings.
+    """
+    other_language = members - languages.get(language or "", 0)
+    return (dot + allowance * other_language) / members
+
+
+def _load_members(cur, stories: dict[int, _Story], vector: str | None) -> None:
+    cur.execute(MEMBERS_SQL, {"stories": sorted(stories), "vector": vector, "limit": _RECENT_MEMBERS})
+    for row in cur.fetchall():
+        stories[row["story_id"]].members.append(row)
+
+
+def _nearest_member(story: _Story) -> int | None:
+    """The member closest in meaning (else the newest): the article a decision names in ``dedup_of``."""
+    if not story.members:
+        return None
+    return min(story.members, key=lambda m: (m["distance"] is None, m["distance"] or 0.0, -m["id"]))["id"]
+
+
+def _corroborated(mine: list[str], story: _Story, df: dict[str, int], total: int) -> bool:
+    """Names, places, numbers and dates agree with most of the story's recent members."""
+    if not story.members:
+        return False
+    links = [entities.overlap(mine, member["entities"], df, total) for member in story.members]
+    mean_score = sum(link.score for link in links) / len(links)
+    sharing = sum(link.distinctive >= 2 for link in links) / len(links)
+    return mean_score >= _CORROBORATION_SCORE and sharing >= _CORROBORATION_SHARE
+
+
+def _stories_agree(cur, a: int, b: int, df: Frequencies, total: int, settings: Settings) -> bool:
+    """Two stories are one event: evidence between the stories as strong as an article needs to join one.
+
+    With meaning on both sides, the mean similarity of every member of one to every member of the other
+    (with the allowance for member pairs in different languages) reaches ``meaning_threshold``; without,
+    the names of their recent members link. Never when the look-alike veto holds between them.
+    """
+    views = {a: _Story(a), b: _Story(b)}
+    _load_members(cur, views, None)
+    items_a, items_b = views[a].items(), views[b].items()
+    df.load(items_a | items_b)
+    if entities.lookalike(items_a, items_b, df, total):
+        return False
+    meaning_a, meaning_b = _story_meaning(cur, a), _story_meaning(cur, b)
+    if meaning_a is None or meaning_b is None:
+        return entities.overlap(items_a, items_b, df, total).linked
+    (sum_a, members_a, languages_a), (sum_b, members_b, languages_b) = meaning_a, meaning_b
+    pairs = members_a * members_b
+    same_language = sum(count * languages_b.get(language, 0) for language, count in languages_a.items())
+    mean = (float(sum_a @ sum_b) + settings.dedup.cross_language_allowance * (pairs - same_language)) / pairs
+    return mean >= settings.dedup.meaning_threshold
+
+
+def _story_meaning(cur, story_id: int) -> tuple[np.ndarray, int, dict[str, int]] | None:
+    """A story's sum of member embeddings, members with one and their languages; None without any."""
+    cur.execute(
+        "SELECT COALESCE(a.language, '') AS language, sum(m.embedding)::text AS total, count(*) AS n "
+        "FROM articles a JOIN article_meanings m ON m.article_id = a.id "
+        "WHERE a.story_id = %s AND m.embedding IS NOT NULL GROUP BY 1",
+        (story_id,),
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    total = sum(meaning.parse_vector(row["total"]) for row in rows)
+    return total, sum(row["n"] for row in rows), {row["language"]: row["n"] for row in rows}
 
 
 def pair_decision(a: dict, b: dict, df: dict[str, int], total: int, settings: Settings) -> tuple[str, float] | None:
     """The layers applied to one pair of articles: (reason, score) when they are the same story, else None.
 
-    The database path finds candidates through indexes and then applies exactly these tests; this form
-    is for benchmarks and tests. Each article is a dict with content_hash, signature (MinHash values or
-    None), title_key, entities (fingerprint items) and language.
+    The database path finds candidates through indexes and judges an article against whole stories; for
+    a story of one article that is exactly these tests. This form is for benchmarks and tests. Each
+    article is a dict with content_hash, signature (MinHash values or None), title_key, entities
+    (fingerprint items), language and embedding (a unit numpy vector or None).
     """
     if a["signature"] is not None and b["signature"] is not None:
         if a["content_hash"] == b["content_hash"]:
             return "content_hash", 1.0
         if a["language"] == b["language"]:
             score = similarity(a["signature"], b["signature"])
-            if score >= settings.dedup.near_duplicate_threshold and not _contradicts(a["entities"], b["entities"],
-                                                                                      df, total):
+            if score >= settings.dedup.near_duplicate_threshold and not entities.contradicts(
+                    a["entities"], b["entities"], df, total):
                 return "near_duplicate", round(score, 3)
-    if a["title_key"] and a["title_key"] == b["title_key"] and not _contradicts(a["entities"], b["entities"], df,
-                                                                                total):
+    if a["title_key"] and a["title_key"] == b["title_key"] and not entities.contradicts(
+            a["entities"], b["entities"], df, total):
         return "same_title", 1.0
+    if entities.lookalike(a["entities"], b["entities"], df, total):
+        return None
+    if a.get("embedding") is not None and b.get("embedding") is not None:
+        score = story_similarity(float(a["embedding"] @ b["embedding"]), 1, {b["language"] or "": 1}, a["language"],
+                                 settings.dedup.cross_language_allowance)
+        if score >= settings.dedup.meaning_threshold:
+            return "meaning", round(score, 3)
+        if score >= settings.dedup.corroborated_threshold and _corroborated(
+                a["entities"], _Story(0, members=[{"entities": b["entities"]}]), df, total):
+            return "meaning_entities", round(score, 3)
+        return None
     link = entities.overlap(a["entities"], b["entities"], df, total)
     if link.linked:
         return "entity_overlap", round(link.score, 3)
@@ -243,22 +581,7 @@ def _same_title(cur, article: dict, low, high) -> list[dict]:
     return cur.fetchall()
 
 
-def _contradicts(mine: list[str], theirs: list[str], df: dict[str, int], total: int) -> bool:
-    """Both texts name at least MIN_SHARED distinctive things and share none: not one story, whatever else
-    they share (a recurring headline, a boilerplate banner)."""
-    def telling(items: list[str]) -> set[str]:
-        return {i for i in items if i[0] in "ncd" and entities.is_distinctive(i, df.get(i, 0), total)}
-    a, b = telling(mine), telling(theirs)
-    return len(a) >= entities.MIN_SHARED and len(b) >= entities.MIN_SHARED and not a & b
-
-
-def _frequencies(cur, items: list[str]) -> tuple[dict[str, int], int]:
-    cur.execute("SELECT entity, df FROM entity_df WHERE entity = ANY(%s)", ([_TOTAL, *items],))
-    df = {row["entity"]: row["df"] for row in cur.fetchall()}
-    return df, df.pop(_TOTAL, 0)
-
-
-def _entity_links(cur, article: dict, low, high, df: dict[str, int], total: int) -> list[tuple[dict, entities.Overlap]]:
+def _entity_links(cur, article: dict, low, high, df: Frequencies, total: int) -> list[tuple[dict, entities.Overlap]]:
     """Clustered articles whose entity fingerprint links to this one's, best first."""
     mine = article["entities"]
     # Only items some other article already has can find a candidate (df counts grouped articles), and
@@ -273,10 +596,7 @@ def _entity_links(cur, article: dict, low, high, df: dict[str, int], total: int)
     candidates = cur.fetchall()
     if not candidates:
         return []
-    missing = {item for c in candidates for item in c["entities"]} - df.keys()
-    if missing:
-        extra, _ = _frequencies(cur, sorted(missing))
-        df = {**df, **extra}
+    df.load(item for c in candidates for item in c["entities"])
     links = []
     for candidate in candidates:
         link = entities.overlap(mine, candidate["entities"], df, total)
@@ -297,26 +617,26 @@ def _open_story(cur, article: dict) -> int:
 def _merge(cur, *, into: int, merged: int, article_id: int, reason: str, score: float | None) -> None:
     """Move every article and alert of story ``merged`` into story ``into``, then delete ``merged``.
 
-    Alerts are unique on (rule, story, channel): where both stories have an alert for the same rule
-    and channel, one is kept (the sent one if only one was sent, else the surviving story's) and the
-    other deleted, so a merge never makes a rule fire twice for one story; the other alerts of the
+    Alerts are unique on (rule, story, channel, kind): where both stories have an alert of the same rule,
+    channel and kind, one is kept (the sent one if only one was sent, else the surviving story's) and
+    the other deleted, so a merge never makes a rule fire twice for one story; the other alerts of the
     merged story are re-pointed. Articles are moved first: that waits for any ``match_rules``
     transaction holding them, after which no new alert can name the merged story. Alert rows are then
     locked, which waits for a delivery in flight, so the statuses compared are final.
     """
     cur.execute("UPDATE articles SET story_id = %s WHERE story_id = %s", (into, merged))
     cur.execute(
-        "SELECT id, rule, channel, status, story_id FROM alerts WHERE story_id = ANY(%s) ORDER BY id FOR UPDATE",
+        "SELECT id, rule, channel, kind, status, story_id FROM alerts WHERE story_id = ANY(%s) ORDER BY id "
+        "FOR UPDATE",
         ([into, merged],),
     )
-    by_key: dict[tuple[str, str], list[dict]] = {}
+    by_key: dict[tuple[str, str, str], dict[int, dict]] = {}
     for alert in cur.fetchall():
-        by_key.setdefault((alert["rule"], alert["channel"]), []).append(alert)
+        by_key.setdefault((alert["rule"], alert["channel"], alert["kind"]), {})[alert["story_id"]] = alert
     delete: list[int] = []
     move: list[int] = []
     for alerts in by_key.values():
-        ours = next((a for a in alerts if a["story_id"] == into), None)
-        theirs = next((a for a in alerts if a["story_id"] == merged), None)
+        ours, theirs = alerts.get(into), alerts.get(merged)
         if theirs is None:
             continue
         if ours is None:
@@ -341,7 +661,7 @@ def _merge(cur, *, into: int, merged: int, article_id: int, reason: str, score: 
 
 
 def _refresh_story(cur, story_id: int) -> None:
-    """Recompute a story's summary columns from its members (derived, so it never drifts).
+    """Recompute a story's summary columns and its open-story row from its members (derived: never drifts).
 
     The representative article is the earliest published full article (feed-summary fallbacks only when
     the story has nothing else): a stable choice that does not flip as copies arrive, and usually the
@@ -367,4 +687,36 @@ def _refresh_story(cur, story_id: int) -> None:
         WHERE s.id = %(story)s
         """,
         {"story": story_id},
+    )
+    _refresh_open_story(cur, story_id)
+
+
+def _refresh_open_story(cur, story_id: int) -> None:
+    """(Re)open a story that just gained an article: its meaning sum, languages and window, from its members.
+
+    The anchor follows the meaning only once they have drifted apart by ANCHOR_DRIFT (cosine distance),
+    so that most updates leave the vector index alone.
+    """
+    cur.execute(
+        """
+        INSERT INTO open_stories (story_id, anchor, meaning_sum, members, languages, seen_from, seen_to, touched_at)
+        SELECT %(story)s, v.total, v.total, v.n, COALESCE(l.counts, '{}'), w.seen_from, w.seen_to, now()
+        FROM (SELECT min(COALESCE(published_at, fetched_at)) AS seen_from,
+                     max(COALESCE(published_at, fetched_at)) AS seen_to
+              FROM articles WHERE story_id = %(story)s) w,
+             (SELECT sum(m.embedding) AS total, count(m.embedding) AS n
+              FROM articles a JOIN article_meanings m ON m.article_id = a.id WHERE a.story_id = %(story)s) v,
+             (SELECT jsonb_object_agg(language, n) AS counts FROM (
+                  SELECT COALESCE(a.language, '') AS language, count(*) AS n
+                  FROM articles a JOIN article_meanings m ON m.article_id = a.id
+                  WHERE a.story_id = %(story)s AND m.embedding IS NOT NULL
+                  GROUP BY 1) per_language) l
+        ON CONFLICT (story_id) DO UPDATE SET
+            anchor = CASE WHEN open_stories.anchor IS NULL OR EXCLUDED.meaning_sum IS NULL
+                               OR (open_stories.anchor <=> EXCLUDED.meaning_sum) > %(drift)s
+                          THEN EXCLUDED.meaning_sum ELSE open_stories.anchor END,
+            meaning_sum = EXCLUDED.meaning_sum, members = EXCLUDED.members, languages = EXCLUDED.languages,
+            seen_from = EXCLUDED.seen_from, seen_to = EXCLUDED.seen_to, touched_at = EXCLUDED.touched_at
+        """,
+        {"story": story_id, "drift": ANCHOR_DRIFT},
     )
