@@ -65,7 +65,9 @@ def template_database(pg_admin_url: str) -> str:
 
     name = f"nw_template_{os.getpid()}"
     _admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
-    db.migrate(_with_database(pg_admin_url, name))
+    url = _with_database(pg_admin_url, name)
+    db.migrate(url)
+    db.close_pools(url)  # a template must have no sessions
     return name
 
 

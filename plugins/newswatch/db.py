@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -59,15 +60,90 @@ def connect(url: str | None = None) -> psycopg2.extensions.connection:
     return conn
 
 
+class _ConnectionPool:
+    """The connections of one process to one database, reused from transaction to transaction.
+
+    At most ``size`` are open; a thread asking for one more waits for one to be returned. A connection
+    that failed (server restart, network) is closed instead of returned.
+    """
+
+    def __init__(self, url: str, size: int) -> None:
+        self.url = url
+        self._idle: list[psycopg2.extensions.connection] = []
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+
+    def get(self) -> psycopg2.extensions.connection:
+        self._slots.acquire()
+        try:
+            with self._lock:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if not conn.closed:
+                        return conn
+            return connect(self.url)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def close(self) -> None:
+        """Close the idle connections (those in use close when they come back)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def put(self, conn: psycopg2.extensions.connection, *, broken: bool) -> None:
+        try:
+            if broken or conn.closed or conn.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                conn.close()
+            else:
+                with self._lock:
+                    self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+
+POOL_SIZE = 16
+_pools: dict[tuple[int, str], _ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(url: str) -> _ConnectionPool:
+    key = (os.getpid(), url)  # a forked child never shares its parent's connections
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = _ConnectionPool(url, POOL_SIZE)
+        return pool
+
+
+def close_pools(url: str | None = None) -> None:
+    """Close this process's idle connections (to ``url``, else to every database): before a database is
+    dropped or used as a template, which needs it to have no sessions."""
+    with _pools_lock:
+        pools = [pool for (pid, pool_url), pool in _pools.items() if url is None or pool_url == url]
+    for pool in pools:
+        pool.close()
+
+
 @contextmanager
 def transaction(url: str | None = None) -> Iterator[psycopg2.extensions.cursor]:
-    """A cursor inside one transaction: committed on success, rolled back on any exception."""
-    conn = connect(url)
+    """A cursor inside one transaction: committed on success, rolled back on any exception.
+
+    The connection comes from the process's pool for that database and goes back to it afterwards.
+    """
+    pool = _pool(url or database_url())
+    conn = pool.get()
+    broken = False
     try:
         with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
             yield cur
+    except (psycopg2.OperationalError, psycopg2.InterfaceError):
+        broken = True
+        raise
     finally:
-        conn.close()
+        pool.put(conn, broken=broken)
 
 
 def strip_nul(value: object) -> object:
