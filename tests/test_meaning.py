@@ -57,12 +57,12 @@ def test_each_article_is_embedded_once_and_short_or_unread_texts_are_looked_at_o
     full = insert("full", *_fixture("port-fire-en.txt"), "en")
     stub = insert("stub", "Live", "Follow our live coverage.", "en")
     ukrainian = insert("uk", "Пожежа в порту", "Пожежа в порту знищила десятки контейнерів, кажуть рятувальники.", "uk")
-    assert embed_articles([full, stub, ukrainian]) == 1
+    assert embed_articles([full, stub, ukrainian], Settings()) == 1
     rows = {r["article_id"]: r
             for r in query("SELECT article_id, model, embedding IS NULL AS empty FROM article_meanings")}
     assert rows == {full: {"article_id": full, "model": meaning.MODEL, "empty": False},
                     stub: {"article_id": stub, "model": meaning.MODEL, "empty": True}}
-    assert embed_articles([full, stub, ukrainian]) == 0  # never twice
+    assert embed_articles([full, stub, ukrainian], Settings()) == 0  # never twice
 
 
 def test_a_server_without_pgvector_gets_one_clear_line(database_url, monkeypatch):
@@ -101,7 +101,7 @@ def test_upgrading_an_archive_keeps_last_weeks_stories_open_and_embeds_them(pg_a
                             (f"http://127.0.0.1/{story}", f"http://127.0.0.1/{story}", title, body, str(story), story,
                              seen, seen))
         conn.close()
-        assert db.migrate(url) == ["0007_meaning.sql"]
+        assert db.migrate(url)[0] == "0007_meaning.sql"
         conn = psycopg2.connect(url)
         with conn, conn.cursor() as cur:
             cur.execute("SELECT story_id, members FROM open_stories")

@@ -481,8 +481,8 @@ def test_feeds_command_shows_state_failing_first(site, query, capsys):
 
     assert main(["feeds"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:8] == ["NAME", "STATE", "FAILURES", "ERROR_KIND", "ERROR", "LAST_SUCCESS",
-                                    "NEXT_POLL", "INTERVAL"]
+    assert table[0].split()[:10] == ["NAME", "STATE", "FAILURES", "ERROR_KIND", "ERROR", "ARTICLES_FAILED",
+                                     "ARTICLE_ERROR", "LAST_SUCCESS", "NEXT_POLL", "INTERVAL"]
     assert table[1].startswith("broken") and "HTTP 500" in table[1]
 
 

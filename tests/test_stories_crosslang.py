@@ -17,7 +17,7 @@ from newswatch import db
 from newswatch.config import Settings
 from newswatch.entities import extract, overlap
 from newswatch.extract import ExtractedArticle
-from newswatch.ingest import _store
+from newswatch.ingest import insert_article
 from newswatch.stories import assign_stories
 
 STORIES = Path(__file__).parent / "fixtures" / "stories"
@@ -31,13 +31,13 @@ def _split(text: str) -> tuple[str, str]:
 
 
 def store(name: str, title: str, body: str, language: str, published: datetime, *, partial: bool = False) -> int:
-    """Store an article the way ingestion does (``ingest._store``), with its LSH bands."""
+    """Store an article the way ingestion does (``ingest.insert_article``), with its LSH bands."""
     entry = {"url": f"http://127.0.0.1/{name}", "summary": None, "feed": f"feed-{name}", "feed_id": None}
     article = ExtractedArticle(title=title, body=body, language=language, canonical_url=entry["url"],
                                published_at=published, authors=[], site_name=None, image_url=None,
                                is_partial=partial, method="feed" if partial else "trafilatura")
     with db.transaction() as cur:
-        article_id = _store(cur, entry, article, SETTINGS)
+        article_id = insert_article(cur, entry, article, SETTINGS)
     assert article_id is not None
     return article_id
 

@@ -6,10 +6,10 @@ DAG or a later copy of the same story therefore finds the row already there and 
 one exception is by design: when a story that already alerted gains a language or several sources,
 a single ``update`` alert is recorded (the unique key stops any second one).
 
-Delivery claims due rows one at a time (``FOR UPDATE SKIP LOCKED``), sends, and records the outcome
-and the attempt in the same transaction; a failed send is retried on later cycles with exponential
-backoff. Delivery is at-least-once (a crash between send and commit repeats one message), so every
-message carries an idempotency key for receivers that deduplicate. Digest rules park their alerts
+Delivery leases due rows one at a time (``newswatch.outbox``), sends outside any transaction, and
+records the outcome and the attempt in another short one; a failed send is retried on later cycles
+with exponential backoff. Delivery is at-least-once (a crash between send and record repeats one
+message), so every message carries an idempotency key for receivers that deduplicate. Digest rules park their alerts
 until the digest is due, then one message per (rule, channel, due time) lists them.
 """
 
@@ -20,7 +20,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from newswatch import db
+from newswatch import db, outbox
 from newswatch.config import Rule as RuleConfig
 from newswatch.config import Settings
 from newswatch.delivery import AlertMessage, DeliveryError, DigestMessage, Message, send_to_channel
@@ -119,53 +119,33 @@ def _record_alert(cur, rule: RuleConfig, channel: str, article: dict, terms: lis
 
 def deliver_alerts(settings: Settings) -> dict[str, int]:
     """Send every due instant alert and every due digest once; returns counts for logs and XCom."""
-    counts = {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0}
+    counts = {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0, "gone": 0}
     attempted: set[int] = set()
-    while True:
+    while (alert_id := outbox.claim("alerts", _DUE_ALERT, attempted)) is not None:
+        attempted.add(alert_id)
         with db.transaction() as cur:
-            cur.execute(
-                f"""
-                {_ALERT_SELECT}
-                WHERE al.status = 'pending' AND al.digest_due_at IS NULL AND al.next_attempt_at <= now()
-                  AND NOT (al.id = ANY(%s))
-                ORDER BY al.id LIMIT 1
-                FOR UPDATE OF al SKIP LOCKED
-                """,
-                (list(attempted),),
-            )
+            cur.execute(f"{_ALERT_SELECT} WHERE al.id = %s", (alert_id,))
             alert = cur.fetchone()
-            if alert is None:
-                break
-            attempted.add(alert["id"])
-            outcome = _attempt(cur, settings, "alerts", alert, _message(alert))
-            counts[outcome] += 1
+        if alert is None:
+            continue  # merged away between the claim and now
+        counts[_attempt(settings, "alerts", alert, _message(alert))] += 1
     _open_due_digests()
     attempted.clear()
-    while True:
+    while (digest_id := outbox.claim("digests", _DUE_DIGEST, attempted)) is not None:
+        attempted.add(digest_id)
         with db.transaction() as cur:
-            cur.execute(
-                """
-                SELECT * FROM digests WHERE status = 'pending' AND next_attempt_at <= now() AND NOT (id = ANY(%s))
-                ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
-                """,
-                (list(attempted),),
-            )
+            cur.execute("SELECT * FROM digests WHERE id = %s", (digest_id,))
             digest = cur.fetchone()
-            if digest is None:
-                return counts
-            attempted.add(digest["id"])
-            cur.execute(f"{_ALERT_SELECT} WHERE al.digest_id = %s ORDER BY al.id", (digest["id"],))
+            cur.execute(f"{_ALERT_SELECT} WHERE al.digest_id = %s ORDER BY al.id", (digest_id,))
             items = [_message(row) for row in cur.fetchall()]
-            message = DigestMessage(digest["idempotency_key"], digest["rule"], digest["due_at"], items)
-            outcome = _attempt(cur, settings, "digests", digest, message)
-            if outcome == "sent":
-                cur.execute("UPDATE alerts SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
-                            "WHERE digest_id = %s", (digest["id"],))
-                counts["digests_sent"] += 1
-            else:
-                counts[outcome] += 1
+        message = DigestMessage(digest["idempotency_key"], digest["rule"], digest["due_at"], items)
+        outcome = _attempt(settings, "digests", digest, message)
+        counts["digests_sent" if outcome == "sent" else outcome] += 1
+    return counts
 
 
+_DUE_ALERT = "status = 'pending' AND digest_due_at IS NULL AND next_attempt_at <= now()"
+_DUE_DIGEST = "status = 'pending' AND next_attempt_at <= now()"
 _ALERT_SELECT = """
     SELECT al.id, al.rule, al.story_id, al.channel, al.matched_terms, al.attempts, al.kind,
            al.idempotency_key, ar.title, ar.canonical_url, ar.language, ar.feed, ar.summary,
@@ -204,8 +184,11 @@ def _open_due_digests() -> None:
             )
 
 
-def _attempt(cur, settings: Settings, table: str, row: dict, message: Message) -> str:
-    """Send one alert or digest, record the attempt and its outcome; returns sent/failed/gave_up."""
+def _attempt(settings: Settings, table: str, row: dict, message: Message) -> str:
+    """Send one claimed alert or digest (outside any transaction), then record the attempt and its outcome.
+
+    Returns sent, failed, gave_up, or gone (the row was merged away while it was being sent).
+    """
     attempts = row["attempts"] + 1
     channel = next((c for c in settings.channels if c.name == row["channel"]), None)
     started = time.monotonic()
@@ -219,23 +202,34 @@ def _attempt(cur, settings: Settings, table: str, row: dict, message: Message) -
         error = f"{type(exc).__name__}: {exc}"
     else:
         error = None
-    owner = "alert_id" if table == "alerts" else "digest_id"
-    cur.execute(
-        f"INSERT INTO delivery_attempts ({owner}, channel, outcome, error, duration_ms) VALUES (%s, %s, %s, %s, %s)",
-        (row["id"], row["channel"], "failed" if error else "sent", error and error[:1000],
-         int((time.monotonic() - started) * 1000)),
-    )
+    elapsed = int((time.monotonic() - started) * 1000)
+    gave_up = error is not None and attempts >= settings.alerts.max_attempts
+    delay = min(timedelta(seconds=settings.alerts.retry_base_seconds * 2 ** (attempts - 1)), _MAX_BACKOFF)
+    with db.transaction() as cur:
+        if error is None:
+            cur.execute(f"UPDATE {table} SET status = 'sent', attempts = %s, sent_at = now(), last_error = NULL, "
+                        "lease_until = NULL WHERE id = %s", (attempts, row["id"]))
+        else:
+            cur.execute(f"UPDATE {table} SET status = %s, attempts = %s, last_error = %s, next_attempt_at = %s, "
+                        "lease_until = NULL WHERE id = %s",
+                        ("failed" if gave_up else "pending", attempts, error[:1000], datetime.now(UTC) + delay,
+                         row["id"]))
+        if cur.rowcount == 0:
+            log.warning("%s %s (%s) was merged into another story while it was being sent to %s",
+                        table[:-1], row["id"], row["rule"], row["channel"])
+            return "gone"
+        owner = "alert_id" if table == "alerts" else "digest_id"
+        cur.execute(
+            f"INSERT INTO delivery_attempts ({owner}, channel, outcome, error, duration_ms) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (row["id"], row["channel"], "failed" if error else "sent", error and error[:1000], elapsed),
+        )
+        if table == "digests" and error is None:
+            cur.execute("UPDATE alerts SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
+                        "WHERE digest_id = %s", (row["id"],))
     if error is None:
-        cur.execute(f"UPDATE {table} SET status = 'sent', attempts = %s, sent_at = now(), last_error = NULL "
-                    "WHERE id = %s", (attempts, row["id"]))
         log.info("%s %s (%s) sent to %s", table[:-1], row["id"], row["rule"], row["channel"])
         return "sent"
-    gave_up = attempts >= settings.alerts.max_attempts
-    delay = min(timedelta(seconds=settings.alerts.retry_base_seconds * 2 ** (attempts - 1)), _MAX_BACKOFF)
-    cur.execute(
-        f"UPDATE {table} SET status = %s, attempts = %s, last_error = %s, next_attempt_at = %s WHERE id = %s",
-        ("failed" if gave_up else "pending", attempts, error[:1000], datetime.now(UTC) + delay, row["id"]),
-    )
     log.warning("%s %s to channel %s failed (attempt %d): %s", table[:-1], row["id"], row["channel"], attempts, error)
     return "gave_up" if gave_up else "failed"
 

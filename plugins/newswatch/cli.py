@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg2.extras import RealDictCursor
 
-from newswatch import db, search
+from newswatch import db, metrics, search
 from newswatch.config import ConfigError, config_path, load_settings
 from newswatch.output import print_rows
 
@@ -77,7 +77,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     with db.transaction() as cur:
         cur.execute(
             """
-            SELECT name,
+            SELECT id, name,
                    CASE WHEN NOT enabled THEN 'disabled (config)'
                         WHEN disabled_reason IS NOT NULL THEN 'disabled (' || disabled_reason || ')'
                         WHEN consecutive_failures > 0 THEN 'failing'
@@ -95,10 +95,13 @@ def cmd_feeds(args: argparse.Namespace) -> int:
             """
         )
         rows = cur.fetchall()
+        failures = metrics.entry_failures(cur)
     for row in rows:
         row["interval"] = humanize(row["interval_seconds"])
-    print_rows(rows, ["name", "state", "failures", "error_kind", "error", "last_success", "next_poll", "interval",
-                   "url"], args.json)
+        entries = failures.get(row.pop("id"), {})
+        row["articles_failed"], row["article_error"] = entries.get("failed", 0), entries.get("error")
+    print_rows(rows, ["name", "state", "failures", "error_kind", "error", "articles_failed", "article_error",
+                      "last_success", "next_poll", "interval", "url"], args.json)
     return 0
 
 

@@ -189,7 +189,23 @@ class Network(_Strict):
 class Polling(_Strict):
     batch_size: int = Field(default=20, ge=1, le=500, description="Feeds per mapped Airflow task")
     feed_workers: int = Field(default=8, ge=1, le=64, description="Concurrent feed fetches per task")
-    article_workers: int = Field(default=4, ge=1, le=64)
+    article_workers: int = Field(
+        default=8, ge=1, le=64,
+        description="Pages fetched at once per task (threads: they wait on the network, the CPU work is in worker "
+        "processes)",
+    )
+    worker_processes: int = Field(
+        default=0, ge=0, le=64,
+        description="Worker processes per task for feed parsing, extraction and the meaning model; 0: one per core",
+    )
+    item_time_limit: float = Field(
+        default=60, gt=0, le=3600,
+        description="Seconds one feed or page may take in a worker process before it is stopped (and retried)",
+    )
+    item_memory_mb: int = Field(
+        default=1024, ge=0, le=65536,
+        description="MiB of memory one feed or page may add to a worker process before it is stopped; 0: no limit",
+    )
     max_articles_per_feed: int = Field(default=50, ge=1, le=1000)
     article_max_attempts: int = Field(default=3, ge=1, le=20)
     article_retry_base_seconds: float = Field(default=120, ge=0, le=86400, description="Doubles per attempt")

@@ -806,6 +806,8 @@ def extract_article(
     if content:
         try:
             page = _parse_page(content, url=url, content_type=content_type, now=now)
+        except MemoryError:
+            raise  # not bad markup: the worker's memory limit, the page is retried (newswatch.workers)
         except Exception:  # lxml/trafilatura on hostile markup: use the feed instead
             LOGGER.warning("article extraction failed, using the feed entry: %s", _redact(url), exc_info=True)
     page = page or _Page(canonical_url=canonicalize_url(url))
@@ -833,6 +835,19 @@ def extract_article(
         is_partial=is_partial,
         method=method,
     )
+
+
+def extract_job(job: dict) -> ExtractedArticle:
+    """Runs in a worker process (``newswatch.workers``): ``extract_article`` over a fetched page, or over
+    none (the feed's text only); ``job`` holds its arguments and ``content``."""
+    content = job.pop("content")
+    return extract_article(content, **job)
+
+
+def warm_up() -> None:
+    """Load what the first extraction would (language model, lazy imports): for worker processes."""
+    extract_article(b"<html><body><article><p>" + b"Warm up the extractor of newswatch. " * 20
+                    + b"</p></article></body></html>", url="http://127.0.0.1/warm-up")
 
 
 def _nfc(text: str) -> str:

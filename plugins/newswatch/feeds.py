@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from newswatch.extract import html_to_text
+from newswatch.workers import Expected
 
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
 _ENTITY_DECLARATION_TEXT = re.compile(r"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
@@ -49,6 +50,9 @@ class FeedError(Exception):
         self.kind = kind
         self.message = message
         super().__init__(f"{kind}: {message}")
+
+    def __reduce__(self):  # comes back from a worker process with its kind
+        return (FeedError, (self.kind, self.message))
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,16 @@ def _entry_summary(entry: feedparser.FeedParserDict) -> str:
     candidates = [entry.get("summary", "")]
     candidates += [content.get("value", "") for content in entry.get("content", [])]
     return _text(max(candidates, key=len))
+
+
+def parse_job(job: dict) -> ParsedFeed:
+    """Runs in a worker process (``newswatch.workers``): ``parse_feed`` of one fetched document; a
+    FeedError comes back to the caller as itself."""
+    content = job.pop("content")
+    try:
+        return parse_feed(content, **job)
+    except FeedError as exc:
+        raise Expected(exc) from None
 
 
 def parse_feed(

@@ -1,95 +1,132 @@
-"""Article ingestion: fetch each queued feed entry's page, extract and normalise it, store it once.
+"""Article ingestion: claim each queued feed entry, fetch its page, extract it in a worker process, store it once.
 
-Each entry is claimed with ``FOR UPDATE SKIP LOCKED`` so two workers (or a retried task beside a
-slow one) never process the same entry. An article is stored once per canonical URL: a second feed
-carrying the same link, or a ``utm_`` variant of it, points its entry at the existing article. A page
-that cannot be fetched is retried with backoff; after the last attempt, or at once for errors that
-will not heal (404, refused address, oversized page), the feed's own summary is stored, marked partial.
+Each entry goes through three steps, and no transaction is open across network or CPU work:
+
+1. **claim** (one short transaction): the entry gets a lease (``lease_until``, ``lease_owner``) for as long
+   as a fetch and an extraction may take. Another worker, or a retried task beside a slow one, skips it;
+   a lease that ran out (its worker was killed) makes the entry claimable again.
+2. **fetch** (``polling.article_workers`` threads: they wait on the network) and **extract** (a worker
+   process, ``newswatch.workers``: a page that crashes, hangs or blows up the extractor costs that entry
+   only), outside any transaction.
+3. **store** (one short transaction): the article once per canonical URL (a second feed carrying the same
+   link, or a ``utm_`` variant of it, points its entry at the existing article), its LSH bands, the entry
+   done; only the lease owner may store.
+
+Every failure advances the entry: attempts + 1, the next attempt after an exponential backoff, and after
+``polling.article_max_attempts`` the entry ends ``failed`` with its reason (``last_error_kind``,
+``last_error``), counted in feed health. A page that cannot be fetched is retried likewise; after the last
+attempt, or at once for errors that will not heal (404, refused address, oversized page), the feed's own
+summary is stored, marked partial.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from newswatch import boilerplate, db
 from newswatch.config import Settings
 from newswatch.dedup import fingerprint
-from newswatch.extract import ExtractedArticle, extract_article
+from newswatch.extract import ExtractedArticle, extract_job
 from newswatch.fetcher import Fetcher, FetchError
 from newswatch.urls import canonicalize_url, site_of
+from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 
 log = logging.getLogger(__name__)
 
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 _PERMANENT_KINDS = {"blocked_address", "invalid_url", "too_large", "too_many_redirects", "redirect_loop"}
-_MAX_PENDING = 2000
+_LEASE_MARGIN = timedelta(seconds=60)
 
 
-def pending_entries(limit: int = _MAX_PENDING) -> list[int]:
-    """Ids of queued entries due for a (re)try, oldest first."""
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    kind: str
+    message: str
+
+
+def pending_entries(limit: int | None = None) -> list[int]:
+    """Ids of queued entries due for a (re)try and not leased, oldest first (all of them unless ``limit``)."""
     with db.transaction() as cur:
         cur.execute(
             "SELECT id FROM feed_entries WHERE status = 'pending' AND next_attempt_at <= now() "
-            "ORDER BY id LIMIT %s",
+            "AND (lease_until IS NULL OR lease_until < now()) ORDER BY id LIMIT %s",
             (limit,),
         )
         return [row["id"] for row in cur.fetchall()]
 
 
 def fetch_articles(entry_ids: list[int], settings: Settings) -> dict[str, int]:
-    """Process the given entries concurrently; returns counts for logs and XCom."""
-    workers = min(settings.polling.article_workers, max(len(entry_ids), 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="article") as pool:
-        outcomes = list(pool.map(lambda entry_id: _process_entry(entry_id, settings), entry_ids))
+    """Process the given entries; returns counts for logs and XCom.
+
+    Pages are fetched by up to ``polling.article_workers`` threads and extracted in the worker processes.
+    """
+    owner = uuid.uuid4().hex
     counts = {"entries": len(entry_ids)}
+    if not entry_ids:
+        return counts
+    pool = document_pool(settings)
+    workers = min(settings.polling.article_workers, len(entry_ids))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="article") as threads:
+        outcomes = list(threads.map(lambda entry_id: _process_entry(entry_id, settings, pool, owner), entry_ids))
     for outcome in outcomes:
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 
-def _process_entry(entry_id: int, settings: Settings) -> str:
-    """Claim, fetch, extract and store one entry; returns the outcome label."""
+def _process_entry(entry_id: int, settings: Settings, pool: WorkerPool, owner: str) -> str:
+    """Claim, fetch, extract and store one entry; returns the outcome label. Never raises."""
+    entry = None
     try:
-        with db.transaction() as cur:
-            cur.execute(
-                """
-                SELECT e.id, e.url, e.title, e.summary, e.published_at, e.attempts, f.name AS feed, f.id AS feed_id
-                FROM feed_entries e JOIN feeds f ON f.id = e.feed_id
-                WHERE e.id = %s AND e.status = 'pending'
-                FOR UPDATE OF e SKIP LOCKED
-                """,
-                (entry_id,),
-            )
-            entry = cur.fetchone()
-            if entry is None:
-                return "skipped"  # done meanwhile, or another worker holds it
-            existing = _article_for_url(cur, canonicalize_url(entry["url"]))
-            if existing:
-                _finish(cur, entry_id, "duplicate", existing)
-                return "duplicate_url"
-            article, error = _fetch_and_extract(entry, settings)
-            if article is None:
-                return _retry_later(cur, entry, error, settings)
-            article_id = _store(cur, entry, article, settings)
-            if article_id is None:
-                _finish(cur, entry_id, "duplicate", _article_for_url(cur, article.canonical_url))
-                return "duplicate_url"
-            _finish(cur, entry_id, "done", article_id)
-            return "partial" if article.is_partial else "stored"
-    except Exception:
+        entry = _claim(entry_id, owner, settings)
+        if entry is None:
+            return "skipped"  # done meanwhile, or another worker holds it
+        if entry["existing_article"]:
+            return _finish(entry, owner, "duplicate", entry["existing_article"])
+        article, failure = _fetch_and_extract(entry, settings, pool)
+        if article is None:
+            return _retry_later(entry, owner, failure, settings)
+        return _store(entry, owner, article, settings)
+    except _LeaseLost:
+        return "skipped"  # the lease ran out and another worker took the entry over
+    except Exception as exc:  # noqa: BLE001 - a bug or a database error costs this entry a retry, not the batch
         log.exception("entry %s could not be processed", entry_id)
-        return "error"
+        if entry is None:
+            return "error"
+        try:
+            return _retry_later(entry, owner, _Failure("internal", f"{type(exc).__name__}: {exc}"), settings)
+        except Exception:  # noqa: BLE001 - the database itself is gone: the lease runs out, the entry returns
+            log.exception("entry %s: recording the failure failed too", entry_id)
+            return "error"
 
 
-def _fetch_and_extract(entry: dict, settings: Settings) -> tuple[ExtractedArticle | None, FetchError | None]:
-    feed_fields = {
-        "feed_title": entry["title"] or None,
-        "feed_summary": entry["summary"] or None,
-        "feed_published": entry["published_at"],
-    }
+def _claim(entry_id: int, owner: str, settings: Settings) -> dict | None:
+    """Lease a due entry for this run; None when it is not claimable (done, leased, not due)."""
+    lease = timedelta(seconds=settings.network.total_timeout + settings.polling.item_time_limit) + _LEASE_MARGIN
+    with db.transaction() as cur:
+        cur.execute(
+            """
+            UPDATE feed_entries e SET lease_until = now() + %(lease)s, lease_owner = %(owner)s
+            FROM feeds f
+            WHERE e.id = %(id)s AND f.id = e.feed_id AND e.status = 'pending' AND e.next_attempt_at <= now()
+              AND (e.lease_until IS NULL OR e.lease_until < now())
+            RETURNING e.id, e.url, e.title, e.summary, e.published_at, e.attempts, f.name AS feed, f.id AS feed_id
+            """,
+            {"lease": lease, "owner": owner, "id": entry_id},
+        )
+        entry = cur.fetchone()
+        if entry is not None:
+            entry["existing_article"] = _article_for_url(cur, canonicalize_url(entry["url"]))
+        return entry
+
+
+def _fetch_and_extract(entry: dict, settings: Settings, pool: WorkerPool
+                       ) -> tuple[ExtractedArticle | None, _Failure | None]:
+    job = {"content": None, "url": entry["url"], "content_type": None, "feed_title": entry["title"] or None,
+           "feed_summary": entry["summary"] or None, "feed_published": entry["published_at"]}
     try:
         with Fetcher(settings.network) as fetcher:
             page = fetcher.get(entry["url"], accept=PAGE_ACCEPT, max_bytes=settings.network.max_page_bytes)
@@ -97,30 +134,37 @@ def _fetch_and_extract(entry: dict, settings: Settings) -> tuple[ExtractedArticl
         last_attempt = entry["attempts"] + 1 >= settings.polling.article_max_attempts
         permanent = exc.kind in _PERMANENT_KINDS or (exc.status is not None and 400 <= exc.status < 500
                                                      and exc.status not in (408, 429))
-        if not (last_attempt or permanent):
-            return None, exc
+        if not (last_attempt or permanent) or not (entry["summary"] or entry["title"]):
+            return None, _Failure(exc.kind, str(exc))
         log.info("page %s unavailable (%s): storing the feed summary", entry["url"], exc)
-        if not (entry["summary"] or entry["title"]):
-            return None, exc
-        return extract_article(None, url=entry["url"], **feed_fields), None
-    return extract_article(page.content, url=page.url, content_type=page.content_type, **feed_fields), None
+    else:
+        job.update(content=page.content, url=page.url, content_type=page.content_type)
+    try:
+        return pool.submit(extract_job, job, label=job["url"]).result(), None
+    except WorkerFailure as failure:
+        log.warning("entry %s (%s): extraction lost: %s", entry["id"], entry["url"], failure)
+        return None, _Failure(f"extractor_{failure.kind}", failure.message)
 
 
-def _retry_later(cur, entry: dict, error: FetchError | None, settings: Settings) -> str:
+def _retry_later(entry: dict, owner: str, failure: _Failure | None, settings: Settings) -> str:
+    """Count the failed attempt: retry after a backoff, or give up after the last attempt."""
+    failure = failure or _Failure("internal", "no content")
     attempts = entry["attempts"] + 1
-    message = str(error) if error else "no content"
-    if attempts >= settings.polling.article_max_attempts:
-        cur.execute(
-            "UPDATE feed_entries SET status = 'failed', attempts = %s, last_error = %s WHERE id = %s",
-            (attempts, message, entry["id"]),
-        )
-        return "failed"
+    gave_up = attempts >= settings.polling.article_max_attempts
     delay = timedelta(seconds=settings.polling.article_retry_base_seconds * 2 ** (attempts - 1))
-    cur.execute(
-        "UPDATE feed_entries SET attempts = %s, last_error = %s, next_attempt_at = %s WHERE id = %s",
-        (attempts, message, datetime.now(UTC) + delay, entry["id"]),
-    )
-    return "retry"
+    with db.transaction() as cur:
+        cur.execute(
+            """
+            UPDATE feed_entries SET status = %s, attempts = %s, last_error_kind = %s, last_error = %s,
+                next_attempt_at = %s, lease_until = NULL, lease_owner = NULL
+            WHERE id = %s AND status = 'pending' AND lease_owner = %s
+            """,
+            ("failed" if gave_up else "pending", attempts, failure.kind, db.strip_nul(failure.message)[:1000],
+             datetime.now(UTC) + delay, entry["id"], owner),
+        )
+        if cur.rowcount == 0:
+            return "skipped"  # the lease ran out and another worker took the entry over
+    return "failed" if gave_up else "retry"
 
 
 def _article_for_url(cur, canonical_url: str | None) -> int | None:
@@ -131,15 +175,41 @@ def _article_for_url(cur, canonical_url: str | None) -> int | None:
     return row["id"] if row else None
 
 
-def _finish(cur, entry_id: int, status: str, article_id: int | None) -> None:
+def _finish(entry: dict, owner: str, status: str, article_id: int | None, cur=None) -> str:
+    """Mark the entry done (or a duplicate of a stored article); returns the outcome label."""
+    if cur is None:
+        with db.transaction() as own:
+            return _finish(entry, owner, status, article_id, own)
     cur.execute(
-        "UPDATE feed_entries SET status = %s, article_id = %s, attempts = attempts + 1, last_error = NULL "
-        "WHERE id = %s",
-        (status, article_id, entry_id),
+        "UPDATE feed_entries SET status = %s, article_id = %s, attempts = attempts + 1, last_error = NULL, "
+        "last_error_kind = NULL, lease_until = NULL, lease_owner = NULL "
+        "WHERE id = %s AND status = 'pending' AND lease_owner = %s",
+        (status, article_id, entry["id"], owner),
     )
+    if cur.rowcount == 0:
+        raise _LeaseLost
+    return "duplicate_url" if status == "duplicate" else "stored"
 
 
-def _store(cur, entry: dict, article: ExtractedArticle, settings: Settings) -> int | None:
+class _LeaseLost(Exception):
+    """The entry's lease ran out and another worker took it over: this run stores nothing."""
+
+
+def _store(entry: dict, owner: str, article: ExtractedArticle, settings: Settings) -> str:
+    """Insert the article and its LSH bands and finish the entry, in one transaction."""
+    try:
+        with db.transaction() as cur:
+            article_id = insert_article(cur, entry, article, settings)
+            if article_id is None:
+                _finish(entry, owner, "duplicate", _article_for_url(cur, article.canonical_url), cur)
+                return "duplicate_url"
+            _finish(entry, owner, "done", article_id, cur)
+    except _LeaseLost:
+        return "skipped"
+    return "partial" if article.is_partial else "stored"
+
+
+def insert_article(cur, entry: dict, article: ExtractedArticle, settings: Settings) -> int | None:
     """Insert the article and its LSH bands; None when its canonical URL is already stored."""
     canonical = article.canonical_url or canonicalize_url(entry["url"])
     if not article.is_partial:  # learn and strip page text only, never feed summaries

@@ -12,7 +12,8 @@ pass is plain numpy, nothing is downloaded at run time. It reads the 16 language
 (copies, titles, names).
 
 The model takes a few seconds to load and about 200 MB: it is loaded once per process, on the first
-call to ``embed``, never at import (DAG parsing and task start-up stay light).
+call to ``embed``, never at import (DAG parsing and task start-up stay light). The pipeline embeds in
+worker processes (``newswatch.workers.meaning_pool``), where ``warm_up`` loads it when the worker starts.
 """
 
 from __future__ import annotations
@@ -91,6 +92,16 @@ def embed(texts: Sequence[str]) -> np.ndarray:
     vectors = np.vstack(parts)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def warm_up() -> None:
+    """Load the model now (a worker process calls this once, before it takes items)."""
+    embed(["warm up"])
+
+
+def embed_job(texts: list[str]) -> np.ndarray:
+    """Runs in a worker process: ``embed`` of one batch."""
+    return embed(texts)
 
 
 def to_vector(vector: np.ndarray) -> str:

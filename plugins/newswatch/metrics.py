@@ -98,6 +98,25 @@ def feed_state(feed: Mapping) -> str:
     return "ok"
 
 
+def entry_failures(cur, feed_ids: Iterable[int] | None = None) -> dict[int, dict]:
+    """Per feed: articles given up on (``failed`` entries) and the last article error, for feed health.
+
+    ``None``: every feed. An index on failed entries keeps this cheap; the last error is read per feed.
+    """
+    cur.execute(
+        """
+        SELECT f.id AS feed_id,
+               (SELECT count(*) FROM feed_entries e WHERE e.feed_id = f.id AND e.status = 'failed') AS failed,
+               (SELECT e.last_error_kind || ': ' || e.last_error FROM feed_entries e
+                WHERE e.feed_id = f.id AND e.status IN ('pending', 'failed') AND e.last_error IS NOT NULL
+                ORDER BY e.id DESC LIMIT 1) AS error
+        FROM feeds f WHERE %(all)s OR f.id = ANY(%(ids)s)
+        """,
+        {"all": feed_ids is None, "ids": list(feed_ids or [])},
+    )
+    return {row["feed_id"]: row for row in cur.fetchall() if row["failed"] or row["error"]}
+
+
 def prometheus_text(url: str | None = None) -> str:
     """The exposition (text format 0.0.4); ``newswatch_database_up 0`` alone when the database is unreachable."""
     lines: list[str] = []

@@ -7,6 +7,7 @@ Airflow tasks (and be retried) without passing article data around.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -47,20 +48,33 @@ def run_cycle(
     """
     settings = settings or load_settings()
     totals: dict[str, int] = {}
+    started = time.monotonic()
+
+    def timed(stage: str) -> None:  # wall time of each stage, in ms, beside its counts
+        nonlocal started
+        now = time.monotonic()
+        totals[f"{stage}.ms"] = totals.get(f"{stage}.ms", 0) + int((now - started) * 1000)
+        started = now
+
     for batch in prepare(settings, force=force):
         add_counts(totals, poll_feeds(batch, settings), "feeds")
+    timed("feeds")
     progress(f"feeds: {totals.get('feeds.feeds', 0)} polled, {totals.get('feeds.failed', 0)} failed, "
              f"{totals.get('feeds.new_entries', 0)} new entries")
     for batch in article_batches(settings):
         add_counts(totals, fetch_articles(batch, settings), "articles")
+    timed("articles")
     progress(f"articles: {totals.get('articles.stored', 0)} stored, "
              f"{totals.get('articles.partial', 0)} from feed summaries, "
              f"{totals.get('articles.duplicate_url', 0)} duplicate URLs, {totals.get('articles.retry', 0)} to retry")
     add_counts(totals, assign_stories(settings), "stories")
+    timed("stories")
     progress(f"stories: {totals['stories.new_stories']} new, {totals['stories.joined']} articles joined a story")
     add_counts(totals, match_rules(settings), "rules")
+    timed("rules")
     add_counts(totals, deliver_alerts(settings), "alerts")
     add_counts(totals, deliver_operator_events(settings), "operator")
+    timed("alerts")
     progress(f"alerts: {totals['rules.new_alerts']} new, {totals['alerts.sent']} sent, "
              f"{totals['alerts.failed'] + totals['alerts.gave_up']} failed")
     record_run(run_key or f"cli:{uuid.uuid4()}", totals)

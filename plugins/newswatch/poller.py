@@ -33,10 +33,11 @@ from urllib.parse import urlsplit
 
 from psycopg2.extras import execute_values
 
-from newswatch import db, delivery, schedule
+from newswatch import db, delivery, outbox, schedule
 from newswatch.config import Settings
-from newswatch.feeds import FeedError, ParsedFeed, parse_feed
+from newswatch.feeds import FeedError, ParsedFeed, parse_job
 from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter, host_limiter, redact
+from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,10 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
     limiter = host_limiter(settings.polling.per_host_concurrency)
     intervals = {feed.name: feed.interval for feed in settings.feeds}
     workers = min(settings.polling.feed_workers, max(len(rows), 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as pool:
-        outcomes = list(pool.map(lambda row: _poll_one(row, settings, limiter, intervals.get(row["name"])), rows))
+    pool = document_pool(settings)  # parsing a stranger's document runs in a worker process
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as threads:
+        outcomes = list(threads.map(
+            lambda row: _poll_one(row, settings, limiter, intervals.get(row["name"]), pool), rows))
     counts = {"feeds": len(outcomes), "failed": 0, "not_modified": 0, "new_entries": 0}
     for outcome in outcomes:
         counts["failed"] += outcome.outcome == "error"
@@ -184,7 +187,8 @@ def _interleave_hosts(rows: list[dict]) -> list[dict]:
     return ordered
 
 
-def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int | None) -> PollOutcome:
+def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int | None,
+              pool: WorkerPool) -> PollOutcome:
     attempt = _Attempt(url=row["url"], started=time.monotonic())
     try:
         with Fetcher(settings.network, limiter) as fetcher:
@@ -198,12 +202,13 @@ def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int
         if attempt.result.not_modified:
             attempt.outcome = "not_modified"  # nothing to parse: the document is the one we have
         else:
-            attempt.parsed = parse_feed(
-                attempt.result.content,
-                url=attempt.result.url,
-                content_type=attempt.result.content_type,
-                max_entries=settings.polling.max_articles_per_feed,
-            )
+            job = {"content": attempt.result.content, "url": attempt.result.url,
+                   "content_type": attempt.result.content_type, "max_entries": settings.polling.max_articles_per_feed}
+            attempt.parsed = pool.submit(parse_job, job).result()
+    except WorkerFailure as exc:
+        log.warning("feed %s (%s): parsing lost: %s", row["name"], redact(row["url"]), exc)
+        attempt.outcome, attempt.error_kind, attempt.error = "error", f"parser_{exc.kind}", exc.message
+        attempt.status = attempt.result.status if attempt.result else None
     except (FetchError, FeedError) as exc:
         log.warning("feed %s (%s) failed: %s", row["name"], redact(row["url"]), exc)
         attempt.outcome, attempt.error_kind, attempt.error = "error", exc.kind, exc.message
@@ -440,34 +445,29 @@ class OperatorMessage:
 def deliver_operator_events(settings: Settings) -> dict[str, int]:
     """Send undelivered operator events to ``polling.operator_channels``; returns counts.
 
-    Each event is claimed with ``FOR UPDATE SKIP LOCKED`` and sent to the channels that have not
-    accepted it yet, so a retry after a partial failure sends no duplicates. Without operator
-    channels an event is logged (at WARNING) and marked delivered.
+    Each event is leased (``newswatch.outbox``), sent outside any transaction to the channels that have
+    not accepted it yet, and the outcome recorded, so a retry after a partial failure sends no
+    duplicates. Without operator channels an event is logged (at WARNING) and marked delivered.
     """
     counts = {"sent": 0, "failed": 0, "logged": 0}
     targets = delivery.operator_targets(settings)
     attempted: set[int] = set()
-    while True:
+    due = f"delivered_at IS NULL AND attempts < {OPERATOR_EVENT_MAX_ATTEMPTS}"
+    while (event_id := outbox.claim("operator_events", due, attempted)) is not None:
+        attempted.add(event_id)
         with db.transaction() as cur:
             cur.execute(
-                """
-                SELECT e.id, e.kind, e.message, e.created_at, e.delivered_to, e.attempts, f.name AS feed
-                FROM operator_events e LEFT JOIN feeds f ON f.id = e.feed_id
-                WHERE e.delivered_at IS NULL AND e.attempts < %s AND NOT (e.id = ANY(%s))
-                ORDER BY e.id LIMIT 1
-                FOR UPDATE OF e SKIP LOCKED
-                """,
-                (OPERATOR_EVENT_MAX_ATTEMPTS, list(attempted)),
+                "SELECT e.id, e.kind, e.message, e.created_at, e.delivered_to, e.attempts, f.name AS feed "
+                "FROM operator_events e LEFT JOIN feeds f ON f.id = e.feed_id WHERE e.id = %s",
+                (event_id,),
             )
             event = cur.fetchone()
-            if event is None:
-                return counts
-            attempted.add(event["id"])
-            if not targets:
-                log.warning("operator event %s (%s): %s", event["id"], event["kind"], event["message"])
-                cur.execute("UPDATE operator_events SET delivered_at = now() WHERE id = %s", (event["id"],))
-                counts["logged"] += 1
-                continue
+        delivered = list(event["delivered_to"])
+        errors = []
+        if not targets:
+            log.warning("operator event %s (%s): %s", event["id"], event["kind"], event["message"])
+            counts["logged"] += 1
+        else:
             message = OperatorMessage(
                 idempotency_key=f"newswatch-operator-event-{event['id']}",
                 kind=event["kind"],
@@ -475,8 +475,6 @@ def deliver_operator_events(settings: Settings) -> dict[str, int]:
                 message=event["message"],
                 created_at=event["created_at"].isoformat(),
             )
-            delivered = list(event["delivered_to"])
-            errors = []
             for key, deliver in targets:
                 if key in delivered:
                     continue
@@ -488,17 +486,19 @@ def deliver_operator_events(settings: Settings) -> dict[str, int]:
                     errors.append(f"{key if not key.startswith('url:') else 'operator URL ' + key}: {detail}")
                 else:
                     delivered.append(key)
-            done = all(key in delivered for key, _ in targets)
+        done = all(key in delivered for key, _ in targets)
+        with db.transaction() as cur:
             cur.execute(
                 """
-                UPDATE operator_events SET delivered_to = %s, attempts = attempts + 1, last_error = %s,
-                    delivered_at = CASE WHEN %s THEN now() END
+                UPDATE operator_events SET delivered_to = %s, attempts = attempts + %s, last_error = %s,
+                    delivered_at = CASE WHEN %s THEN now() END, lease_until = NULL
                 WHERE id = %s
                 """,
-                (delivered, "; ".join(errors)[:1000] or None, done, event["id"]),
+                (delivered, 1 if targets else 0, "; ".join(errors)[:1000] or None, done, event["id"]),
             )
-            if done:
-                counts["sent"] += 1
-            else:
-                counts["failed"] += 1
-                log.warning("operator event %s not delivered everywhere: %s", event["id"], "; ".join(errors))
+        if targets and done:
+            counts["sent"] += 1
+        elif targets:
+            counts["failed"] += 1
+            log.warning("operator event %s not delivered everywhere: %s", event["id"], "; ".join(errors))
+    return counts

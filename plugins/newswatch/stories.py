@@ -49,6 +49,7 @@ import psycopg2.extras
 from newswatch import db, entities, meaning
 from newswatch.config import Settings
 from newswatch.dedup import signature_from_bytes, similarity, title_key
+from newswatch.workers import WorkerFailure, meaning_pool
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ def assign_stories(settings: Settings) -> dict[str, int]:
     _close_quiet_stories(settings)
     # Members of open stories grouped before the meaning layer existed (an upgraded archive) get their
     # embeddings first, so that new articles can find those stories by meaning.
-    counts["embedded"] += embed_open_story_members()
+    counts["embedded"] += embed_open_story_members(settings)
     while True:
         with db.transaction() as cur:
             cur.execute(
@@ -226,7 +227,7 @@ def assign_stories(settings: Settings) -> dict[str, int]:
             batch = [row["id"] for row in cur.fetchall()]
         if not batch:
             return counts
-        counts["embedded"] += embed_articles(batch)  # the model runs outside any transaction
+        counts["embedded"] += embed_articles(batch, settings)  # the model runs outside any transaction
         with db.transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CLUSTER_LOCK,))
             cur.execute("SET LOCAL hnsw.ef_search = %s", (_EF_SEARCH,))
@@ -248,7 +249,7 @@ def assign_stories(settings: Settings) -> dict[str, int]:
             counts["articles"] += len(articles)
 
 
-def embed_articles(article_ids: Iterable[int]) -> int:
+def embed_articles(article_ids: Iterable[int], settings: Settings) -> int:
     """Compute and store the meaning of the given articles not yet looked at; returns how many got a vector."""
     with db.transaction() as cur:
         cur.execute(
@@ -261,8 +262,8 @@ def embed_articles(article_ids: Iterable[int]) -> int:
     if not rows:
         return 0
     texts = {row["id"]: meaning.meaning_text(row["title"], row["body"]) for row in rows}
-    readable = [article_id for article_id, text in texts.items() if text]
-    vectors = dict(zip(readable, meaning.embed([texts[article_id] for article_id in readable]), strict=True))
+    vectors = _embed(settings, {article_id: text for article_id, text in texts.items() if text})
+    readable = list(vectors)
     with db.transaction() as cur:
         # Texts too short to place get a row without embedding: looked at once, never again.
         inserted = psycopg2.extras.execute_values(
@@ -282,7 +283,7 @@ def embed_articles(article_ids: Iterable[int]) -> int:
     return stored
 
 
-def embed_open_story_members() -> int:
+def embed_open_story_members(settings: Settings) -> int:
     """Embed the members of open stories never looked at by the model; returns how many got a vector."""
     embedded = 0
     while True:
@@ -296,7 +297,32 @@ def embed_open_story_members() -> int:
             ids = [row["id"] for row in cur.fetchall()]
         if not ids:
             return embedded
-        embedded += embed_articles(ids)
+        embedded += embed_articles(ids, settings)
+
+
+def _embed(settings: Settings, texts: dict[int, str]) -> dict[int, np.ndarray]:
+    """Embeddings of the given texts, computed in the meaning workers, batch by batch across them.
+
+    A batch lost to its worker (crash, time or memory limit) is retried text by text; a text that still
+    fails gets no vector (logged) and is grouped by the other layers.
+    """
+    pool = meaning_pool(settings)
+    ids = list(texts)
+    batches = [ids[start:start + meaning.BATCH] for start in range(0, len(ids), meaning.BATCH)]
+    futures = [(batch, pool.submit(meaning.embed_job, [texts[i] for i in batch])) for batch in batches]
+    vectors: dict[int, np.ndarray] = {}
+    for batch, future in futures:
+        try:
+            vectors.update(zip(batch, future.result(), strict=True))
+            continue
+        except WorkerFailure as exc:
+            log.warning("embedding a batch of %d articles failed (%s): retrying one by one", len(batch), exc)
+        for article_id in batch:
+            try:
+                vectors[article_id] = pool.submit(meaning.embed_job, [texts[article_id]]).result()[0]
+            except WorkerFailure as exc:
+                log.warning("article %s gets no meaning: %s", article_id, exc)
+    return vectors
 
 
 def _close_quiet_stories(settings: Settings) -> int:
@@ -618,16 +644,17 @@ def _merge(cur, *, into: int, merged: int, article_id: int, reason: str, score: 
     """Move every article and alert of story ``merged`` into story ``into``, then delete ``merged``.
 
     Alerts are unique on (rule, story, channel, kind): where both stories have an alert of the same rule,
-    channel and kind, one is kept (the sent one if only one was sent, else the surviving story's) and
-    the other deleted, so a merge never makes a rule fire twice for one story; the other alerts of the
-    merged story are re-pointed. Articles are moved first: that waits for any ``match_rules``
-    transaction holding them, after which no new alert can name the merged story. Alert rows are then
-    locked, which waits for a delivery in flight, so the statuses compared are final.
+    channel and kind, one is kept (the one sent, or being sent, if only one is; else the surviving
+    story's) and the other deleted, so a merge never makes a rule fire twice for one story; the other
+    alerts of the merged story are re-pointed. Articles are moved first: that waits for any
+    ``match_rules`` transaction holding them, after which no new alert can name the merged story. A send
+    in flight holds a lease, not a lock (``newswatch.outbox``): if its alert is the one deleted, the
+    sender finds it gone when it records the outcome.
     """
     cur.execute("UPDATE articles SET story_id = %s WHERE story_id = %s", (into, merged))
     cur.execute(
-        "SELECT id, rule, channel, kind, status, story_id FROM alerts WHERE story_id = ANY(%s) ORDER BY id "
-        "FOR UPDATE",
+        "SELECT id, rule, channel, kind, story_id, status = 'sent' OR lease_until > now() AS sent_or_sending "
+        "FROM alerts WHERE story_id = ANY(%s) ORDER BY id FOR UPDATE",
         ([into, merged],),
     )
     by_key: dict[tuple[str, str, str], dict[int, dict]] = {}
@@ -641,7 +668,7 @@ def _merge(cur, *, into: int, merged: int, article_id: int, reason: str, score: 
             continue
         if ours is None:
             move.append(theirs["id"])
-        elif theirs["status"] == "sent" and ours["status"] != "sent":
+        elif theirs["sent_or_sending"] and not ours["sent_or_sending"]:
             delete.append(ours["id"])
             move.append(theirs["id"])
         else:

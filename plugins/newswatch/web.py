@@ -538,10 +538,11 @@ def _feeds_table(feeds: list[dict], articles: dict, errors: dict) -> str:
             (sparkline(error_series, f"{f['name']} failed polls", color="#b91c1c")
              + f" <span class='small'>{sum(error_series)}</span>") if any(error_series) else "–",
             escape(f"{f.get('last_error_kind') or ''} {f.get('last_error') or ''}".strip()),
+            str(f.get("articles_failed") or 0), escape(f.get("article_error") or ""),
         ])
     return _table(["Feed", "State", "Failures", "Last success", "Next poll", f"Articles/day ({SPARK_DAYS} d)",
-                   "Failed polls/day", "Last error"], rows, "No feeds yet: they appear after the first run.",
-                  numeric={2})
+                   "Failed polls/day", "Last error", "Articles given up", "Last article error"], rows,
+                  "No feeds yet: they appear after the first run.", numeric={2, 8})
 
 
 def _chips(items: list[tuple[str, int]]) -> str:
@@ -591,6 +592,10 @@ def overview(request: Request) -> HTMLResponse:
         feeds = all_feeds(cur)
         shown = [f for f in feeds if f["state"] == "failing"][:OVERVIEW_FEEDS] or feeds[:OVERVIEW_FEEDS]
         feed_articles, feed_errors = feed_activity(cur, [f["id"] for f in shown])
+        failures = metrics.entry_failures(cur, [f["id"] for f in shown])
+    for feed in shown:
+        entries = failures.get(feed["id"], {})
+        feed["articles_failed"], feed["article_error"] = entries.get("failed", 0), entries.get("error")
     failing = sum(1 for f in feeds if f["state"] == "failing")
     older = _older_stories(base, stories) if more else None
     body = (
@@ -707,6 +712,10 @@ def feeds_list(request: Request, page: int = Query(1, ge=1, le=10_000)) -> HTMLR
         feeds = all_feeds(cur)
         shown = feeds[(page - 1) * size: page * size]
         feed_articles, feed_errors = feed_activity(cur, [f["id"] for f in shown])
+        failures = metrics.entry_failures(cur, [f["id"] for f in shown])
+    for feed in shown:
+        entries = failures.get(feed["id"], {})
+        feed["articles_failed"], feed["article_error"] = entries.get("failed", 0), entries.get("error")
     counts = {state: sum(1 for f in feeds if f["state"] == state) for state in ("failing", "new", "ok", "disabled")}
     body = (
         _chips(list(counts.items())) + _feeds_table(shown, feed_articles, feed_errors)

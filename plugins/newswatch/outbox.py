@@ -1,0 +1,38 @@
+"""The outboxes' claim: alerts, digests and operator events are leased for sending, never locked across a send.
+
+A message row is written in the transaction that decides it (so it exists exactly once). To send it, a
+sender leases one due row (``lease_until``) in a short transaction, sends outside any transaction (a slow
+or hung channel holds no lock and no connection), and records the outcome in another short transaction.
+A sender killed mid-send leaves a lease that runs out; the row is then due again and sent again: delivery
+is at least once, and every message carries an idempotency key so that receivers can drop a repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from newswatch import db
+
+# Longer than any send may take (Apprise's own timeouts, a webhook trickling its answer).
+LEASE = timedelta(minutes=5)
+TABLES = ("alerts", "digests", "operator_events")
+
+
+def claim(table: str, due: str, skip: Iterable[int] = ()) -> int | None:
+    """Lease the oldest due row of ``table`` (``due``: its SQL condition) not in ``skip``; its id, or None."""
+    if table not in TABLES:
+        raise ValueError(f"not an outbox table: {table}")
+    with db.transaction() as cur:
+        cur.execute(
+            f"""
+            UPDATE {table} SET lease_until = now() + %s
+            WHERE id = (SELECT id FROM {table}
+                        WHERE ({due}) AND (lease_until IS NULL OR lease_until < now()) AND NOT (id = ANY(%s))
+                        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING id
+            """,
+            (LEASE, sorted(skip)),
+        )
+        row = cur.fetchone()
+        return row["id"] if row else None

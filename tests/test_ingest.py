@@ -1,0 +1,176 @@
+"""Ingest drills: no transaction while a page is fetched, and a page that crashes, hangs or blows up its worker
+costs that page only (retried, then given up), never the batch; nothing is stored twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from newswatch import metrics, workers
+from newswatch.config import Settings
+from newswatch.ingest import fetch_articles
+from tests.scenario import article_page
+from tests.servers import Route
+
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+
+
+@pytest.fixture(autouse=True)
+def _own_pools():
+    """Each drill gets fresh worker processes, and none outlive it."""
+    yield
+    workers.close_shared()
+
+
+def _settings(**polling) -> Settings:
+    return Settings(network={"allow_networks": ["127.0.0.1/32"]},
+                    polling={"article_max_attempts": 2, "article_retry_base_seconds": 0, **polling})
+
+
+def _normal_page(index: int) -> bytes:
+    body = "\n\n".join(f"Report {index}, paragraph {n}: the council of Velmora met on Tuesday to discuss the "
+                       "harbour budget, the new ferry line and the repairs of the old bridge, officials said."
+                       for n in range(6))
+    return article_page(f"Velmora council report number {index}", body, "en")
+
+
+def _slow_page(paragraphs: int) -> bytes:
+    """Valid, but seconds of work for the extractor (thousands of nested blocks)."""
+    block = ("<div><div><section><div class='c'><p>Sentence {i} of a very long article about nothing in particular, "
+             "with words.</p></div></section></div></div>")
+    body = "".join(block.format(i=i) for i in range(paragraphs))
+    return f"<html><head><title>Slow</title></head><body><article>{body}</article></body></html>".encode()
+
+
+def _queue(query, site, pages: dict[str, bytes]) -> dict[str, int]:
+    """Serve the pages and queue one feed entry per page; returns entry ids by path."""
+    feed = query("INSERT INTO feeds (name, url) VALUES ('drills', %s) RETURNING id", (site.url("/feed"),))[0]["id"]
+    ids = {}
+    for path, page in pages.items():
+        site.routes[path] = page if callable(page) else Route(200, page, HTML)
+        ids[path] = query("INSERT INTO feed_entries (feed_id, guid, url, title, summary) VALUES (%s, %s, %s, %s, %s) "
+                          "RETURNING id", (feed, path, site.url(path), f"Entry {path}", "Feed summary."))[0]["id"]
+    return ids
+
+
+def _entries(query) -> dict[str, dict]:
+    rows = query("SELECT guid, status, attempts, last_error_kind, last_error, article_id, lease_until "
+                 "FROM feed_entries")
+    return {row["guid"]: row for row in rows}
+
+
+def test_pages_are_stored_once(site, query):
+    ids = _queue(query, site, {f"/a/{i}": _normal_page(i) for i in range(6)})
+    counts = fetch_articles(list(ids.values()), _settings())
+    assert counts == {"entries": 6, "stored": 6}
+    assert fetch_articles(list(ids.values()), _settings()) == {"entries": 6, "skipped": 6}
+    assert len(query("SELECT id FROM articles")) == 6
+    assert all(e["status"] == "done" and e["lease_until"] is None for e in _entries(query).values())
+
+
+def test_no_transaction_is_open_while_a_page_is_fetched(site, query, database_url):
+    release = threading.Event()
+    arrived = threading.Event()
+
+    def held(_request):
+        arrived.set()
+        release.wait(30)
+        return Route(200, _normal_page(1), HTML)
+
+    ids = _queue(query, site, {"/held": held})
+    worker = threading.Thread(target=fetch_articles, args=(list(ids.values()), _settings()))
+    worker.start()
+    try:
+        assert arrived.wait(30), "the page was never requested"
+        conn = psycopg2.connect(database_url)
+        try:
+            with conn, conn.cursor() as cur:
+                # The entry's row is not locked: another worker (or an operator) could update it now.
+                cur.execute("SELECT lease_until IS NOT NULL FROM feed_entries WHERE id = %s FOR UPDATE NOWAIT",
+                            (ids["/held"],))
+                assert cur.fetchone() == (True,)  # leased, not locked
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND application_name = 'newswatch' AND state LIKE 'idle in transaction%'")
+                assert cur.fetchone() == (0,)
+        finally:
+            conn.close()
+    finally:
+        release.set()
+        worker.join(60)
+    assert _entries(query)["/held"]["status"] == "done"
+
+
+def test_a_page_that_always_overruns_the_time_limit_ends_failed_and_shows_in_feed_health(site, query):
+    pages = {"/slow": _slow_page(3000), **{f"/a/{i}": _normal_page(i) for i in range(4)}}
+    ids = _queue(query, site, pages)
+    settings = _settings(item_time_limit=1)
+    first = fetch_articles(list(ids.values()), settings)
+    assert first == {"entries": 5, "stored": 4, "retry": 1}
+    slow = _entries(query)["/slow"]
+    assert (slow["status"], slow["attempts"], slow["last_error_kind"]) == ("pending", 1, "extractor_timeout")
+    assert "longer than 1 s" in slow["last_error"] and slow["lease_until"] is None
+    assert fetch_articles([ids["/slow"]], settings) == {"entries": 1, "failed": 1}
+    slow = _entries(query)["/slow"]
+    assert (slow["status"], slow["attempts"], slow["article_id"]) == ("failed", 2, None)
+    from newswatch import db
+
+    with db.transaction() as cur:
+        health = metrics.entry_failures(cur)
+    assert [(h["failed"], h["error"].split(":")[0]) for h in health.values()] == [(1, "extractor_timeout")]
+    assert len(query("SELECT id FROM articles")) == 4
+
+
+def test_a_page_over_the_memory_limit_costs_that_page_only(site, query):
+    ids = _queue(query, site, {"/big": _slow_page(3000), **{f"/a/{i}": _normal_page(i) for i in range(3)}})
+    counts = fetch_articles(list(ids.values()), _settings(item_memory_mb=4))
+    entries = _entries(query)
+    assert entries["/big"]["last_error_kind"] == "extractor_memory" and entries["/big"]["status"] == "pending"
+    # The small pages fit (a worker that ran out is replaced); each is stored once.
+    assert counts.get("stored", 0) + counts.get("retry", 0) == 4
+    stored = [path for path, e in entries.items() if e["status"] == "done"]
+    assert len(query("SELECT id FROM articles")) == len(stored) >= 1
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGABRT])
+def test_a_worker_killed_mid_page_loses_that_page_only_until_its_retry(site, query, how):
+    pages = {"/slow": _slow_page(2500), **{f"/a/{i}": _normal_page(i) for i in range(5)}}
+    ids = _queue(query, site, pages)
+    settings = _settings(item_time_limit=120)
+    pool = workers.document_pool(settings)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(fetch_articles(list(ids.values()), settings)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        victim = next((pid for pid, label in pool.running() if label.endswith("/slow")), None)
+        time.sleep(0.02)
+    assert victim is not None, "the slow page never reached a worker"
+    time.sleep(0.3)
+    os.kill(victim, how)
+    worker.join(120)
+    assert result == {"entries": 6, "stored": 5, "retry": 1}
+    slow = _entries(query)["/slow"]
+    assert (slow["status"], slow["attempts"], slow["last_error_kind"]) == ("pending", 1, "extractor_crashed")
+    assert signal.Signals(how).name in slow["last_error"]
+
+    assert fetch_articles(list(ids.values()), settings) == {"entries": 6, "skipped": 5, "stored": 1}
+    assert len(query("SELECT id FROM articles")) == 6  # each page once
+    assert {e["status"] for e in _entries(query).values()} == {"done"}
+
+
+def test_a_lease_blocks_other_workers_until_it_runs_out(site, query):
+    """A task killed mid-page leaves its lease: the entry waits for it to run out, then is taken over."""
+    ids = _queue(query, site, {"/a/1": _normal_page(1), "/a/2": _normal_page(2)})
+    query("UPDATE feed_entries SET lease_until = now() + interval '10 minutes', lease_owner = 'killed-task' "
+          "WHERE id = %s", (ids["/a/1"],))
+    query("UPDATE feed_entries SET lease_until = now() - interval '1 second', lease_owner = 'killed-task' "
+          "WHERE id = %s", (ids["/a/2"],))
+    assert fetch_articles(list(ids.values()), _settings()) == {"entries": 2, "skipped": 1, "stored": 1}
+    entries = _entries(query)
+    assert entries["/a/1"]["status"] == "pending" and entries["/a/2"]["status"] == "done"
