@@ -10,7 +10,9 @@ rules they have nothing to do with. This module learns them from what the site p
 * ``strip(cur, site, body)`` removes the paragraphs seen in at least ``min_articles`` earlier
   articles of the site *and* in at least ``min_share`` of them, but never more than
   ``max_strip_share`` of the body: a site that publishes the same story several times (updates,
-  syndication) must not lose it.
+  syndication) must not lose it. ``template(cur, site)`` reads what stripping needs once and
+  ``strip_with(template, body)`` strips without the database, in the process that extracted the page;
+  ``lines(body)`` likewise prepares what ``learn`` records.
 
 Call ``strip`` before ``learn`` for each new article (``strip_and_learn`` does both), inside the
 transaction that stores the article. Both take a psycopg2 cursor; the tables are in migration 0003.
@@ -21,22 +23,30 @@ line rows in hash order, so they cannot deadlock each other.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from psycopg2.extras import execute_values
 
 from newswatch.rules import normalize_text
 from newswatch.urls import site_of
 
 __all__ = [
     "DEFAULT_POLICY",
+    "Lines",
     "Policy",
+    "Template",
     "learn",
     "line_key",
+    "lines",
     "prune",
     "site_of",
     "split_paragraphs",
     "strip",
     "strip_and_learn",
+    "strip_with",
+    "template",
 ]
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -88,16 +98,36 @@ def _keyed(body: str) -> list[tuple[str, int | None]]:
     return [(p, line_key(p)) for p in split_paragraphs(body)[:_MAX_PARAGRAPHS]]
 
 
-def learn(cur, site: str, body: str) -> bool:
-    """Count the body's paragraphs for ``site``; False when this body was already learned (or empty)."""
-    if not site:
-        return False
+@dataclass(frozen=True)
+class Lines:
+    """What learning needs from a body: its identity and its paragraphs' keys, each with a sample."""
+
+    body_key: int
+    keys: tuple[tuple[int, str], ...]
+
+
+def lines(body: str) -> Lines | None:
+    """The body's paragraph keys (a line counts once per article); None when there is nothing to learn."""
     keyed = [(p, k) for p, k in _keyed(body) if k is not None]
     if not keyed:
+        return None
+    first_sample: dict[int, str] = {}
+    for paragraph, key in keyed:
+        first_sample.setdefault(key, paragraph[:_SAMPLE_CHARS])
+    return Lines(_body_key(body), tuple(sorted(first_sample.items())))
+
+
+def learn(cur, site: str, body: str | Lines | None) -> bool:
+    """Count the body's paragraphs for ``site``; False when this body was already learned (or empty).
+
+    ``body`` may be the text or its ``lines`` (computed where the page was extracted).
+    """
+    learned = lines(body) if isinstance(body, str) else body
+    if not site or learned is None:
         return False
     cur.execute(
         "INSERT INTO boilerplate_articles (site, body_hash) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING site",
-        (site, _body_key(body)),
+        (site, learned.body_key),
     )
     if cur.fetchone() is None:
         return False
@@ -107,41 +137,57 @@ def learn(cur, site: str, body: str) -> bool:
         "ON CONFLICT (site) DO UPDATE SET articles = boilerplate_sites.articles + 1, updated_at = now()",
         (site,),
     )
-    first_sample: dict[int, str] = {}
-    for paragraph, key in keyed:
-        first_sample.setdefault(key, paragraph[:_SAMPLE_CHARS])  # a line counts once per article
-    rows = [(site, key, first_sample[key]) for key in sorted(first_sample)]
-    cur.executemany(
-        "INSERT INTO boilerplate_lines (site, line_hash, articles, sample) VALUES (%s, %s, 1, %s) "
+    execute_values(  # one statement for all the lines (keys are unique and sorted: no deadlock, no conflict)
+        cur,
+        "INSERT INTO boilerplate_lines (site, line_hash, articles, sample) VALUES %s "
         "ON CONFLICT (site, line_hash) DO UPDATE "
         "SET articles = boilerplate_lines.articles + 1, last_seen_at = now()",
-        rows,
+        [(site, key, sample) for key, sample in learned.keys],
+        template="(%s, %s, 1, %s)",
     )
     return True
+
+
+@dataclass(frozen=True)
+class Template:
+    """What a site is known to repeat: its article count and the counts of its recurring paragraphs."""
+
+    articles: int = 0
+    lines: dict[int, int] = field(default_factory=dict)
+
+
+def template(cur, site: str, policy: Policy = DEFAULT_POLICY) -> Template:
+    """The site's lines frequent enough to be stripped from any body (one read, reusable for many bodies)."""
+    if not site:
+        return Template()
+    cur.execute("SELECT articles FROM boilerplate_sites WHERE site = %s", (site,))
+    row = cur.fetchone()
+    site_articles = _first(row) if row else 0
+    if site_articles < policy.min_articles:
+        return Template(site_articles)
+    cur.execute(
+        "SELECT line_hash, articles FROM boilerplate_lines WHERE site = %s AND articles >= %s",
+        (site, max(policy.min_articles, math.ceil(policy.min_share * site_articles))),
+    )
+    return Template(site_articles, {_first(r): _second(r) for r in cur.fetchall()})
 
 
 def strip(cur, site: str, body: str, policy: Policy = DEFAULT_POLICY) -> str:
     """The body without the site's template paragraphs (see Policy); unchanged when nothing is known."""
     if not site or not body:
         return body
+    return strip_with(template(cur, site, policy), body, policy)
+
+
+def strip_with(known: Template, body: str, policy: Policy = DEFAULT_POLICY) -> str:
+    """``strip`` with the site's template already read (no database: runs where the page is extracted)."""
+    if not body or known.articles < policy.min_articles or not known.lines:
+        return body
     keyed = _keyed(body)
-    keys = sorted({k for _, k in keyed if k is not None})
-    if not keys:
-        return body
-    cur.execute("SELECT articles FROM boilerplate_sites WHERE site = %s", (site,))
-    row = cur.fetchone()
-    site_articles = _first(row) if row else 0
-    if site_articles < policy.min_articles:
-        return body
-    cur.execute(
-        "SELECT line_hash, articles FROM boilerplate_lines WHERE site = %s AND line_hash = ANY(%s)",
-        (site, keys),
-    )
-    counts = {_first(r): _second(r) for r in cur.fetchall()}
 
     def share(key: int | None) -> float:
-        seen = counts.get(key, 0) if key is not None else 0
-        return seen / site_articles if seen >= policy.min_articles else 0.0
+        seen = known.lines.get(key, 0) if key is not None else 0
+        return seen / known.articles if seen >= policy.min_articles else 0.0
 
     total = sum(len(p) for p, _ in keyed) or 1
     for threshold in (policy.min_share, policy.template_share):

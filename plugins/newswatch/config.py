@@ -190,7 +190,7 @@ class Polling(_Strict):
     batch_size: int = Field(default=20, ge=1, le=500, description="Feeds per mapped Airflow task")
     feed_workers: int = Field(default=8, ge=1, le=64, description="Concurrent feed fetches per task")
     article_workers: int = Field(
-        default=8, ge=1, le=64,
+        default=16, ge=1, le=64,
         description="Pages fetched at once per task (threads: they wait on the network, the CPU work is in worker "
         "processes)",
     )

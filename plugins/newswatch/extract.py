@@ -845,9 +845,12 @@ def extract_job(job: dict) -> ExtractedArticle:
 
 
 def warm_up() -> None:
-    """Load what the first extraction would (language model, lazy imports): for worker processes."""
-    extract_article(b"<html><body><article><p>" + b"Warm up the extractor of newswatch. " * 20
-                    + b"</p></article></body></html>", url="http://127.0.0.1/warm-up")
+    """Load what the first extractions would (language model, date parsers' locale data, lazy imports), so
+    that a worker process does it once at start, not within its first items' time limits."""
+    extract_article(b"<html><head><title>Warm up</title></head><body><article><h1>Warm up</h1><p>"
+                    + b"Published on 3 March 2024. The extractor of newswatch warms up before its first page. " * 8
+                    + b"</p><p>Mis \xc3\xa0 jour le 4 mars 2024.</p></article></body></html>",
+                    url="http://127.0.0.1/warm-up")
 
 
 def _nfc(text: str) -> str:

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from psycopg2.extras import execute_values
+
 from newswatch import boilerplate, db
 from newswatch.config import Settings
-from newswatch.dedup import fingerprint
+from newswatch.dedup import Fingerprint, fingerprint
 from newswatch.extract import ExtractedArticle, extract_job
 from newswatch.fetcher import Fetcher, FetchError
 from newswatch.urls import canonicalize_url, site_of
@@ -68,17 +71,61 @@ def fetch_articles(entry_ids: list[int], settings: Settings) -> dict[str, int]:
     counts = {"entries": len(entry_ids)}
     if not entry_ids:
         return counts
-    pool = document_pool(settings)
+    run = _Run(owner, settings, document_pool(settings))
     workers = min(settings.polling.article_workers, len(entry_ids))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="article") as threads:
-        outcomes = list(threads.map(lambda entry_id: _process_entry(entry_id, settings, pool, owner), entry_ids))
+        outcomes = list(threads.map(lambda entry_id: _process_entry(entry_id, run), entry_ids))
     for outcome in outcomes:
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 
-def _process_entry(entry_id: int, settings: Settings, pool: WorkerPool, owner: str) -> str:
+class _Run:
+    """One fetch_articles call: its lease owner, settings, workers and the sites' templates it has read."""
+
+    def __init__(self, owner: str, settings: Settings, pool: WorkerPool) -> None:
+        self.owner, self.settings, self.pool = owner, settings, pool
+        self._templates: dict[str, boilerplate.Template] = {}
+        self._lock = threading.Lock()
+
+    def template(self, site: str) -> boilerplate.Template:
+        """The site's boilerplate template, read once per run (what stripping needs, without the database)."""
+        with self._lock:
+            known = self._templates.get(site)
+        if known is None:
+            with db.transaction() as cur:
+                known = boilerplate.template(cur, site)
+            with self._lock:
+                self._templates[site] = known
+        return known
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What a worker makes of a page: the article (body stripped of the site's template), its fingerprint,
+    and the page's paragraph keys for boilerplate learning (None for feed text)."""
+
+    article: ExtractedArticle
+    fingerprint: Fingerprint
+    site: str
+    lines: boilerplate.Lines | None
+
+
+def prepare_job(job: dict) -> Prepared:
+    """Runs in a worker process: extract the page, strip the site's template, fingerprint the text."""
+    template, min_tokens = job.pop("template"), job.pop("min_tokens")
+    site = site_of(job["url"])  # the site that served the page: its template is on it
+    article = extract_job(job)
+    lines = None
+    if not article.is_partial:  # learn and strip page text only, never feed summaries
+        lines = boilerplate.lines(article.body)
+        article = dataclasses.replace(article, body=boilerplate.strip_with(template, article.body))
+    return Prepared(article, fingerprint(article.body, min_tokens), site, lines)
+
+
+def _process_entry(entry_id: int, run: _Run) -> str:
     """Claim, fetch, extract and store one entry; returns the outcome label. Never raises."""
+    owner, settings = run.owner, run.settings
     entry = None
     try:
         entry = _claim(entry_id, owner, settings)
@@ -86,10 +133,10 @@ def _process_entry(entry_id: int, settings: Settings, pool: WorkerPool, owner: s
             return "skipped"  # done meanwhile, or another worker holds it
         if entry["existing_article"]:
             return _finish(entry, owner, "duplicate", entry["existing_article"])
-        article, failure = _fetch_and_extract(entry, settings, pool)
-        if article is None:
+        prepared, failure = _fetch_and_prepare(entry, run)
+        if prepared is None:
             return _retry_later(entry, owner, failure, settings)
-        return _store(entry, owner, article, settings)
+        return _store(entry, owner, prepared, settings)
     except _LeaseLost:
         return "skipped"  # the lease ran out and another worker took the entry over
     except Exception as exc:  # noqa: BLE001 - a bug or a database error costs this entry a retry, not the batch
@@ -123,10 +170,11 @@ def _claim(entry_id: int, owner: str, settings: Settings) -> dict | None:
         return entry
 
 
-def _fetch_and_extract(entry: dict, settings: Settings, pool: WorkerPool
-                       ) -> tuple[ExtractedArticle | None, _Failure | None]:
+def _fetch_and_prepare(entry: dict, run: _Run) -> tuple[Prepared | None, _Failure | None]:
+    settings = run.settings
     job = {"content": None, "url": entry["url"], "content_type": None, "feed_title": entry["title"] or None,
-           "feed_summary": entry["summary"] or None, "feed_published": entry["published_at"]}
+           "feed_summary": entry["summary"] or None, "feed_published": entry["published_at"],
+           "template": boilerplate.Template(), "min_tokens": settings.dedup.min_tokens}
     try:
         with Fetcher(settings.network) as fetcher:
             page = fetcher.get(entry["url"], accept=PAGE_ACCEPT, max_bytes=settings.network.max_page_bytes)
@@ -138,9 +186,10 @@ def _fetch_and_extract(entry: dict, settings: Settings, pool: WorkerPool
             return None, _Failure(exc.kind, str(exc))
         log.info("page %s unavailable (%s): storing the feed summary", entry["url"], exc)
     else:
-        job.update(content=page.content, url=page.url, content_type=page.content_type)
+        job.update(content=page.content, url=page.url, content_type=page.content_type,
+                   template=run.template(site_of(page.url)))
     try:
-        return pool.submit(extract_job, job, label=job["url"]).result(), None
+        return run.pool.submit(prepare_job, job, label=job["url"]).result(), None
     except WorkerFailure as failure:
         log.warning("entry %s (%s): extraction lost: %s", entry["id"], entry["url"], failure)
         return None, _Failure(f"extractor_{failure.kind}", failure.message)
@@ -195,11 +244,14 @@ class _LeaseLost(Exception):
     """The entry's lease ran out and another worker took it over: this run stores nothing."""
 
 
-def _store(entry: dict, owner: str, article: ExtractedArticle, settings: Settings) -> str:
-    """Insert the article and its LSH bands and finish the entry, in one transaction."""
+def _store(entry: dict, owner: str, prepared: Prepared, settings: Settings) -> str:
+    """Insert the article and its LSH bands, learn the site's paragraphs, finish the entry: one transaction."""
+    article = prepared.article
     try:
         with db.transaction() as cur:
-            article_id = insert_article(cur, entry, article, settings)
+            article_id = insert_article(cur, entry, article, settings, prepared.fingerprint)
+            if article_id is not None and prepared.lines is not None:
+                boilerplate.learn(cur, prepared.site, prepared.lines)
             if article_id is None:
                 _finish(entry, owner, "duplicate", _article_for_url(cur, article.canonical_url), cur)
                 return "duplicate_url"
@@ -209,13 +261,19 @@ def _store(entry: dict, owner: str, article: ExtractedArticle, settings: Setting
     return "partial" if article.is_partial else "stored"
 
 
-def insert_article(cur, entry: dict, article: ExtractedArticle, settings: Settings) -> int | None:
-    """Insert the article and its LSH bands; None when its canonical URL is already stored."""
+def insert_article(cur, entry: dict, article: ExtractedArticle, settings: Settings,
+                   print_: Fingerprint | None = None) -> int | None:
+    """Insert the article and its LSH bands; None when its canonical URL is already stored.
+
+    Without ``print_`` (an article prepared elsewhere, a test) the body is stripped of the site's
+    template and learned from here, and fingerprinted.
+    """
     canonical = article.canonical_url or canonicalize_url(entry["url"])
-    if not article.is_partial:  # learn and strip page text only, never feed summaries
-        site = site_of(canonical)
-        article = dataclasses.replace(article, body=boilerplate.strip_and_learn(cur, site, article.body))
-    print_ = fingerprint(article.body, settings.dedup.min_tokens)
+    if print_ is None:
+        if not article.is_partial:  # learn and strip page text only, never feed summaries
+            article = dataclasses.replace(article, body=boilerplate.strip_and_learn(cur, site_of(canonical),
+                                                                                     article.body))
+        print_ = fingerprint(article.body, settings.dedup.min_tokens)
     clean = db.strip_nul
     cur.execute(
         """
@@ -237,9 +295,9 @@ def insert_article(cur, entry: dict, article: ExtractedArticle, settings: Settin
         return None
     bands = print_.bands()
     if bands:
-        cur.executemany(
-            "INSERT INTO article_bands (band, hash, article_id, language) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
+        execute_values(
+            cur,
+            "INSERT INTO article_bands (band, hash, article_id, language) VALUES %s ON CONFLICT DO NOTHING",
             [(band, value, row["id"], article.language) for band, value in bands],
         )
     return row["id"]

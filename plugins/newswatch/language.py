@@ -16,7 +16,7 @@ MIN_LETTERS = 20
 MIN_CONFIDENCE = 0.5
 # Classification is linear in the text length and the start of an article is enough: on news
 # excerpts of about 1,000 characters accuracy is 99.7% over 10 languages (docs/benchmarks.md).
-_MAX_CHARS = 3_000
+_MAX_CHARS = 1_500
 
 # The model also knows ISO 639-3 varieties. Those inside an ISO 639-1 macrolanguage count for it;
 # the others (Nigerian Pidgin, Extremaduran, "zxx" = no linguistic content, ...) count for nothing.

@@ -432,7 +432,8 @@ def document_pool(settings: Settings) -> WorkerPool:
     """The process's workers for strangers' documents: feed parsing and page extraction."""
     polling = settings.polling
     return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
-                       memory_limit_mb=polling.item_memory_mb, warm=("newswatch.extract", "newswatch.feeds"))
+                       memory_limit_mb=polling.item_memory_mb,
+                       warm=("newswatch.extract", "newswatch.feeds", "newswatch.ingest"))
 
 
 def meaning_pool(settings: Settings) -> WorkerPool:
