@@ -11,7 +11,7 @@ import pytest
 
 from newswatch import db, meaning
 from newswatch.config import Settings
-from newswatch.stories import assign_stories, embed_articles
+from newswatch.stories import analyse_articles, assign_stories
 from tests.conftest import _admin, _with_database
 
 STORIES = Path(__file__).parent / "fixtures" / "stories"
@@ -57,12 +57,12 @@ def test_each_article_is_embedded_once_and_short_or_unread_texts_are_looked_at_o
     full = insert("full", *_fixture("port-fire-en.txt"), "en")
     stub = insert("stub", "Live", "Follow our live coverage.", "en")
     ukrainian = insert("uk", "Пожежа в порту", "Пожежа в порту знищила десятки контейнерів, кажуть рятувальники.", "uk")
-    assert embed_articles([full, stub, ukrainian], Settings()) == 1
+    assert analyse_articles([full, stub, ukrainian], Settings()) == 1
     rows = {r["article_id"]: r
             for r in query("SELECT article_id, model, embedding IS NULL AS empty FROM article_meanings")}
     assert rows == {full: {"article_id": full, "model": meaning.MODEL, "empty": False},
                     stub: {"article_id": stub, "model": meaning.MODEL, "empty": True}}
-    assert embed_articles([full, stub, ukrainian], Settings()) == 0  # never twice
+    assert analyse_articles([full, stub, ukrainian], Settings()) == 0  # never twice
 
 
 def test_a_server_without_pgvector_gets_one_clear_line(database_url, monkeypatch):

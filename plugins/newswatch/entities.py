@@ -312,8 +312,12 @@ class EntityFingerprint:
     counts: Mapping[str, int]
 
     def indexed(self) -> list[str]:
-        """Items written to the lookup index: the first MAX_INDEXED that can be distinctive evidence."""
-        return [item for item in self.items if item not in GENERIC and item[0] in "ncd#"][:MAX_INDEXED]
+        return indexed(self.items)
+
+
+def indexed(items: Iterable[str]) -> list[str]:
+    """Items written to the lookup index: the first MAX_INDEXED that can be distinctive evidence."""
+    return [item for item in items if item not in GENERIC and item[0] in "ncd#"][:MAX_INDEXED]
 
 
 def extract(title: str, body: str, language: str | None = None) -> EntityFingerprint:

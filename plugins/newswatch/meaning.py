@@ -25,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DIMENSIONS", "LANGUAGES", "MODEL", "covers", "embed", "meaning_text", "parse_vector", "to_vector"]
+from newswatch import entities
+
+__all__ = ["DIMENSIONS", "LANGUAGES", "MODEL", "analyse_job", "covers", "embed", "meaning_text", "parse_vector",
+           "to_vector"]
 
 MODEL = "use-multilingual-v3"
 DIMENSIONS = 512
@@ -99,9 +102,15 @@ def warm_up() -> None:
     embed(["warm up"])
 
 
-def embed_job(texts: list[str]) -> np.ndarray:
-    """Runs in a worker process: ``embed`` of one batch."""
-    return embed(texts)
+def analyse_job(articles: list[tuple[str | None, str | None, str | None]]) -> list[tuple[list[str], np.ndarray | None]]:
+    """Runs in a worker process: for each (title, body, language), what story grouping needs from the text
+    alone: its entity fingerprint (``newswatch.entities``) and its meaning (None: a language the model
+    does not read, or too little text), the meanings computed in one batch."""
+    texts = [meaning_text(title, body) if covers(language) else None for title, body, language in articles]
+    readable = [index for index, text in enumerate(texts) if text]
+    vectors = dict(zip(readable, embed([texts[index] for index in readable]), strict=True))
+    return [(list(entities.extract(title, body, language).items), vectors.get(index))
+            for index, (title, body, language) in enumerate(articles)]
 
 
 def to_vector(vector: np.ndarray) -> str:

@@ -185,9 +185,8 @@ class Frequencies(dict):
         missing = set(items) - self.keys()
         if not missing:
             return
-        # A join on the unnested list probes the primary key item by item.
-        self.cur.execute("SELECT e.entity, e.df FROM unnest(%s::text[]) AS item(entity) "
-                         "JOIN entity_df e USING (entity)", (sorted(missing),))
+        # "= ANY" lets the planner probe the primary key (a bitmap index scan), whatever the list's length.
+        self.cur.execute("SELECT entity, df FROM entity_df WHERE entity = ANY(%s)", (sorted(missing),))
         self.update(dict.fromkeys(missing, 0))
         self.update({row["entity"]: row["df"] for row in self.cur.fetchall()})
 
@@ -216,7 +215,7 @@ def assign_stories(settings: Settings) -> dict[str, int]:
     _close_quiet_stories(settings)
     # Members of open stories grouped before the meaning layer existed (an upgraded archive) get their
     # embeddings first, so that new articles can find those stories by meaning.
-    counts["embedded"] += embed_open_story_members(settings)
+    counts["embedded"] += analyse_open_story_members(settings)
     while True:
         with db.transaction() as cur:
             cur.execute(
@@ -227,14 +226,14 @@ def assign_stories(settings: Settings) -> dict[str, int]:
             batch = [row["id"] for row in cur.fetchall()]
         if not batch:
             return counts
-        counts["embedded"] += embed_articles(batch, settings)  # the model runs outside any transaction
+        counts["embedded"] += analyse_articles(batch, settings)  # in the workers, outside any transaction
         with db.transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CLUSTER_LOCK,))
             cur.execute("SET LOCAL hnsw.ef_search = %s", (_EF_SEARCH,))
             cur.execute(
                 """
                 SELECT a.id, a.title, a.body, a.language, a.feed, a.content_hash, a.minhash, a.fetched_at,
-                       a.is_partial, COALESCE(a.published_at, a.fetched_at) AS seen_at, am.embedding
+                       a.is_partial, COALESCE(a.published_at, a.fetched_at) AS seen_at, a.entities, am.embedding
                 FROM articles a LEFT JOIN article_meanings am ON am.article_id = a.id
                 WHERE a.id = ANY(%s) AND a.story_id IS NULL
                 ORDER BY COALESCE(a.published_at, a.fetched_at), a.id
@@ -249,42 +248,62 @@ def assign_stories(settings: Settings) -> dict[str, int]:
             counts["articles"] += len(articles)
 
 
-def embed_articles(article_ids: Iterable[int], settings: Settings) -> int:
-    """Compute and store the meaning of the given articles not yet looked at; returns how many got a vector."""
+def analyse_articles(article_ids: Iterable[int], settings: Settings) -> int:
+    """Entity fingerprints and meanings of the given articles that lack them; returns how many got a vector.
+
+    The work runs in the meaning worker processes, batch by batch across them and outside any
+    transaction, so that grouping itself only looks things up and decides. A text the model cannot
+    place (too short) gets a meaning row without vector: looked at once, never again.
+    """
     with db.transaction() as cur:
         cur.execute(
-            "SELECT a.id, a.title, a.body, a.language FROM articles a "
-            "WHERE a.id = ANY(%s) AND a.language = ANY(%s) "
-            "AND NOT EXISTS (SELECT 1 FROM article_meanings m WHERE m.article_id = a.id) ORDER BY a.id",
-            (list(article_ids), sorted(meaning.LANGUAGES)),
+            """
+            SELECT a.id, a.title, a.body, a.language, a.entities IS NULL AS needs_entities,
+                   a.language = ANY(%(languages)s)
+                   AND NOT EXISTS (SELECT 1 FROM article_meanings m WHERE m.article_id = a.id) AS needs_meaning
+            FROM articles a WHERE a.id = ANY(%(ids)s) ORDER BY a.id
+            """,
+            {"ids": list(article_ids), "languages": sorted(meaning.LANGUAGES)},
         )
-        rows = cur.fetchall()
+        rows = [row for row in cur.fetchall() if row["needs_entities"] or row["needs_meaning"]]
     if not rows:
         return 0
-    texts = {row["id"]: meaning.meaning_text(row["title"], row["body"]) for row in rows}
-    vectors = _embed(settings, {article_id: text for article_id, text in texts.items() if text})
-    readable = list(vectors)
+    results = _analyse(settings, rows)
+    fingerprints = [(row["id"], results[row["id"]][0]) for row in rows
+                    if row["needs_entities"] and row["id"] in results]
+    meanings = [(row["id"], results[row["id"]][1] if row["id"] in results else None)
+                for row in rows if row["needs_meaning"]]
     with db.transaction() as cur:
-        # Texts too short to place get a row without embedding: looked at once, never again.
-        inserted = psycopg2.extras.execute_values(
-            cur,
-            "INSERT INTO article_meanings (article_id, model, embedding) VALUES %s ON CONFLICT DO NOTHING "
-            "RETURNING embedding IS NOT NULL AS placed",
-            [(article_id, meaning.MODEL, meaning.to_vector(vectors[article_id]) if article_id in vectors else None)
-             for article_id in texts],
-            template="(%s, %s, %s::vector)", fetch=True,
-        )
-        stored = sum(row["placed"] for row in inserted)
-        # Open stories whose members just gained a meaning take it into their sum.
-        cur.execute("SELECT DISTINCT story_id FROM articles WHERE id = ANY(%s) AND story_id IS NOT NULL "
-                    "AND story_id IN (SELECT story_id FROM open_stories)", (readable,))
-        for row in cur.fetchall():
-            _refresh_open_story(cur, row["story_id"])
+        if fingerprints:
+            psycopg2.extras.execute_values(
+                cur,
+                "UPDATE articles SET entities = v.items FROM (VALUES %s) AS v(id, items) "
+                "WHERE articles.id = v.id AND articles.entities IS NULL",
+                fingerprints, template="(%s, %s::text[])",
+            )
+        stored = 0
+        if meanings:
+            inserted = psycopg2.extras.execute_values(
+                cur,
+                "INSERT INTO article_meanings (article_id, model, embedding) VALUES %s ON CONFLICT DO NOTHING "
+                "RETURNING article_id, embedding IS NOT NULL AS placed",
+                [(article_id, meaning.MODEL, None if vector is None else meaning.to_vector(vector))
+                 for article_id, vector in meanings],
+                template="(%s, %s, %s::vector)", fetch=True,
+            )
+            placed = [row["article_id"] for row in inserted if row["placed"]]
+            stored = len(placed)
+            # Open stories whose members just gained a meaning take it into their sum.
+            cur.execute("SELECT DISTINCT story_id FROM articles WHERE id = ANY(%s) AND story_id IS NOT NULL "
+                        "AND story_id IN (SELECT story_id FROM open_stories)", (placed,))
+            for row in cur.fetchall():
+                _refresh_open_story(cur, row["story_id"])
     return stored
 
 
-def embed_open_story_members(settings: Settings) -> int:
-    """Embed the members of open stories never looked at by the model; returns how many got a vector."""
+def analyse_open_story_members(settings: Settings) -> int:
+    """Meanings of the members of open stories never looked at by the model (grouped before the layer
+    existed); returns how many got a vector."""
     embedded = 0
     while True:
         with db.transaction() as cur:
@@ -297,32 +316,35 @@ def embed_open_story_members(settings: Settings) -> int:
             ids = [row["id"] for row in cur.fetchall()]
         if not ids:
             return embedded
-        embedded += embed_articles(ids, settings)
+        embedded += analyse_articles(ids, settings)
 
 
-def _embed(settings: Settings, texts: dict[int, str]) -> dict[int, np.ndarray]:
-    """Embeddings of the given texts, computed in the meaning workers, batch by batch across them.
+def _analyse(settings: Settings, rows: list[dict]) -> dict[int, tuple[list[str], np.ndarray | None]]:
+    """``meaning.analyse_job`` over the rows, in the meaning workers, batch by batch across them.
 
-    A batch lost to its worker (crash, time or memory limit) is retried text by text; a text that still
-    fails gets no vector (logged) and is grouped by the other layers.
+    A batch lost to its worker (crash, time or memory limit) is retried article by article; an article that
+    still fails is left out (logged): grouping computes its fingerprint itself, and it gets no meaning.
     """
     pool = meaning_pool(settings)
-    ids = list(texts)
-    batches = [ids[start:start + meaning.BATCH] for start in range(0, len(ids), meaning.BATCH)]
-    futures = [(batch, pool.submit(meaning.embed_job, [texts[i] for i in batch])) for batch in batches]
-    vectors: dict[int, np.ndarray] = {}
+    batches = [rows[start:start + meaning.BATCH] for start in range(0, len(rows), meaning.BATCH)]
+
+    def job(batch: list[dict]):
+        return pool.submit(meaning.analyse_job, [(row["title"], row["body"], row["language"]) for row in batch])
+
+    futures = [(batch, job(batch)) for batch in batches]
+    results: dict[int, tuple[list[str], np.ndarray | None]] = {}
     for batch, future in futures:
         try:
-            vectors.update(zip(batch, future.result(), strict=True))
+            results.update(zip((row["id"] for row in batch), future.result(), strict=True))
             continue
         except WorkerFailure as exc:
-            log.warning("embedding a batch of %d articles failed (%s): retrying one by one", len(batch), exc)
-        for article_id in batch:
+            log.warning("analysing a batch of %d articles failed (%s): retrying one by one", len(batch), exc)
+        for row in batch:
             try:
-                vectors[article_id] = pool.submit(meaning.embed_job, [texts[article_id]]).result()[0]
+                results[row["id"]] = job([row]).result()[0]
             except WorkerFailure as exc:
-                log.warning("article %s gets no meaning: %s", article_id, exc)
-    return vectors
+                log.warning("article %s could not be analysed: %s", row["id"], exc)
+    return results
 
 
 def _close_quiet_stories(settings: Settings) -> int:
@@ -355,12 +377,12 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int],
     else the article's own, written at the end."""
     own_frequencies = df is None
     df = Frequencies(cur) if df is None else df
-    print_ = entities.extract(article["title"], article["body"], article["language"])
-    article["entities"] = list(print_.items)
+    if article.get("entities") is None:  # not analysed beforehand (a worker lost it, a caller of its own)
+        article["entities"] = list(entities.extract(article["title"], article["body"], article["language"]).items)
     article["title_key"] = title_key(article["title"])
     cur.execute("UPDATE articles SET title_key = %s, entities = %s WHERE id = %s",
                 (article["title_key"], article["entities"], article["id"]))
-    indexed = print_.indexed()
+    indexed = entities.indexed(article["entities"])
     if indexed:
         cur.execute(
             "INSERT INTO article_entities (entity, seen_at, article_id) SELECT unnest(%s::text[]), %s, %s "
@@ -384,7 +406,7 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int],
     )
     _refresh_story(cur, story_id)
     # Document frequencies count every fingerprinted article once (its items, plus the total row).
-    df.count(print_.items)
+    df.count(article["entities"])
     if own_frequencies:
         df.flush()
     return story_id
