@@ -42,8 +42,12 @@ lock:
 	$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
 	$(BIN)/uv pip compile requirements-dev.in --python-version 3.11 -c requirements.txt -o requirements-dev.txt
 
+# Stops what make run started: the process group it recorded, then the embedded database.
 stop:
-	-pkill -f "airflow standalone" || true
+	@if [ -f "$(NEWSWATCH_DATA_DIR)/airflow.pgid" ]; then \
+		kill -TERM -- -"$$(cat "$(NEWSWATCH_DATA_DIR)/airflow.pgid")" 2>/dev/null || true; \
+		rm -f "$(NEWSWATCH_DATA_DIR)/airflow.pgid"; \
+	fi
 	-$(BIN)/newswatch db stop
 
 clean: stop

@@ -37,10 +37,12 @@ export NEWSWATCH_CONFIG=${NEWSWATCH_CONFIG:-$ROOT/config/newswatch.yaml}
 PORT=${AIRFLOW__API__PORT:-8080}
 export AIRFLOW__API__BASE_URL=${AIRFLOW__API__BASE_URL:-http://localhost:$PORT}
 
-echo "Starting Airflow on http://localhost:$PORT (Ctrl-C stops it) ..."
-airflow standalone &
+echo "Starting Airflow on http://localhost:$PORT (Ctrl-C or make stop stops it) ..."
+# In a process group of its own, recorded: `make stop` stops this group and nothing else.
+setsid airflow standalone &
 AIRFLOW_PID=$!
-trap 'kill $AIRFLOW_PID 2>/dev/null; wait $AIRFLOW_PID 2>/dev/null' INT TERM EXIT
+echo "$AIRFLOW_PID" > "$DATA/airflow.pgid"
+trap 'kill -TERM -- -$AIRFLOW_PID 2>/dev/null; wait $AIRFLOW_PID 2>/dev/null; rm -f "$DATA/airflow.pgid"' INT TERM EXIT
 
 for _ in $(seq 1 120); do
   if curl -fsS "http://localhost:$PORT/api/v2/version" >/dev/null 2>&1; then break; fi

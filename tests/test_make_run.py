@@ -38,14 +38,14 @@ def standalone(tmp_path, site, webhook, smtp):
         time.sleep(1)
     try:
         assert "newswatch is up" in log_path.read_text(), log_path.read_text()[-4000:]
-        yield f"http://localhost:{port}", data, log_path
+        yield f"http://localhost:{port}", data, log_path, env
     finally:
         stop_process_group(process, timeout=60)
         subprocess.run([str(ROOT / ".venv" / "bin" / "newswatch"), "db", "stop"], env=env, capture_output=True)
 
 
 def test_run_script_serves_dag_plugin_and_delivers(standalone, webhook):
-    base, data, log_path = standalone
+    base, data, log_path, env = standalone
     banner = log_path.read_text()
     login = next(line for line in banner.splitlines() if "login:" in line)
     user, password = login.split("login:", 1)[1].strip().split(" / ")
@@ -79,3 +79,20 @@ def test_run_script_serves_dag_plugin_and_delivers(standalone, webhook):
     assert len(webhook.received) == 1
     page = api.get(f"{base}/newswatch/", timeout=10).text
     assert "Contre-attaque américaine en Syrie" in page and "syria-strikes" in page
+
+    # make stop stops the process group make run recorded, and only that.
+    group = int((data / "airflow.pgid").read_text())
+    subprocess.run(["make", "stop"], cwd=ROOT, env=env, check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _group_alive(group):
+        time.sleep(1)
+    assert not _group_alive(group), "airflow standalone is still running after make stop"
+    assert not (data / "airflow.pgid").exists()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
