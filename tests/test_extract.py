@@ -857,3 +857,24 @@ def test_hostile_json_ld_is_ignored(script: str) -> None:
     article = extract_article(article_page(ENGLISH, head=head).encode(), url="https://example.com/a")
     assert paragraphs_of(article.body) == ENGLISH
     assert article.published_at is None and article.updated_at is None and article.authors == []
+
+
+def test_backup_extractors_run_only_when_the_fast_pass_finds_little(monkeypatch, site_a) -> None:
+    """trafilatura's backup extractors double its cost: a page whose main text the fast pass finds is read
+    once; a page where it finds little gets the full sequence (the real one, counted)."""
+    import trafilatura
+
+
+    calls: list[bool] = []
+    real = trafilatura.bare_extraction
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["fast"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trafilatura, "bare_extraction", counted)
+    long_page = extract_article(seed_page("seed_site_a.html"), url=SITE_A_URL, content_type="text/html")
+    assert calls == [True] and long_page.body == site_a.body
+    calls.clear()
+    extract_article(article_page(ENGLISH[:1]).encode(), url="https://example.com/a")
+    assert calls == [True, False]

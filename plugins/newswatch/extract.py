@@ -47,6 +47,9 @@ LOGGER = logging.getLogger(__name__)
 MAX_HTML_BYTES = 2 * 1024 * 1024
 # Less main text than this means a paywall teaser, a consent wall or a script-only page.
 MIN_BODY_CHARS = 200
+# trafilatura's backup extractors (readability, jusText) double its cost and only ever rescue pages whose main
+# pass finds little: the fast pass runs first, the full sequence only when it finds less text than this.
+FULL_EXTRACTION_BELOW_CHARS = 500
 # Clock skew we tolerate before calling a publication date "in the future".
 FUTURE_TOLERANCE = timedelta(hours=1)
 # How far into the document a <meta charset> is looked for.
@@ -595,6 +598,26 @@ def _prepare_tree(tree: HtmlElement, marks: _Marks | None) -> HtmlElement:
     return tree
 
 
+def _main_text(tree: HtmlElement, marks: _Marks | None, url: str, *, fast: bool):
+    """trafilatura over a marked copy of the page; ``fast`` skips its backup extractors."""
+    return trafilatura.bare_extraction(
+        _prepare_tree(tree, marks),
+        url=url,
+        fast=fast,
+        # Metadata comes from _read_page_meta and htmldate below: trafilatura's own metadata pass
+        # (categories, tags, licence, ...) costs a third of its time and we use little of it.
+        with_metadata=False,
+        # Precision mode prunes teasers, "related" boxes and link lists that balanced mode keeps;
+        # it scores higher on the extraction benchmark (docs/benchmarks.md) at no cost in recall.
+        favor_precision=True,
+        include_comments=False,
+        include_tables=True,  # data tables are article content (results, standings, prices)
+        include_images=False,  # captions are not article text
+        include_links=False,
+        include_formatting=False,
+    )
+
+
 def _byline_authors(tree: HtmlElement) -> list[str]:
     """Authors from the page's byline markup (trafilatura's heuristics), when no metadata names them."""
     try:
@@ -630,21 +653,9 @@ def _parse_page(content: bytes, *, url: str, content_type: str | None, now: date
     meta = _read_page_meta(tree)
     title, title_site = _split_page_title(meta)
     marks = _Marks.for_page(html)
-    document = trafilatura.bare_extraction(
-        _prepare_tree(tree, marks),
-        url=url,
-        # Metadata comes from _read_page_meta and htmldate below: trafilatura's own metadata pass
-        # (categories, tags, licence, ...) costs a third of its time and we use little of it.
-        with_metadata=False,
-        # Precision mode prunes teasers, "related" boxes and link lists that balanced mode keeps;
-        # it scores higher on the extraction benchmark (docs/benchmarks.md) at no cost in recall.
-        favor_precision=True,
-        include_comments=False,
-        include_tables=True,  # data tables are article content (results, standings, prices)
-        include_images=False,  # captions are not article text
-        include_links=False,
-        include_formatting=False,
-    )
+    document = _main_text(tree, marks, url, fast=True)
+    if document is None or len(document.text or "") < FULL_EXTRACTION_BELOW_CHARS:
+        document = _main_text(tree, marks, url, fast=False) or document
     page = _Page(
         title=title,
         canonical_url=_pick_canonical(meta.canonical_candidates, url),
