@@ -228,3 +228,35 @@ def test_field_scopes_see_the_article_site_and_feed(tmp_path, site, webhook, smt
         {"name": "one-feed", "query": "feed:info-express AND frappe*", "channels": ["webhook"]}])
     run_cycle(settings)
     assert sorted(row["rule"] for row in query("SELECT rule FROM alerts")) == ["local-syria", "one-feed"]
+
+
+def test_rules_run_outside_any_transaction(tmp_path, site, webhook, smtp, query, database_url, monkeypatch):
+    """Matching is CPU work: while the rules run, no article row is locked (a story merge could update it)
+    and no transaction is open; the alerts are then recorded once."""
+    import psycopg2
+
+    from newswatch import rules
+
+    serve_seed_sites(site)
+    settings = _settings(tmp_path, site, webhook, smtp)
+    run_cycle(settings)
+    query("DELETE FROM delivery_attempts")
+    query("DELETE FROM alerts")
+    query("UPDATE articles SET matched_at = NULL")
+    seen: list[tuple] = []
+    real = rules.RuleSet.matching_indices
+
+    def checked(self, document):
+        with psycopg2.connect(database_url) as connection, connection.cursor() as cur:
+            cur.execute("SELECT id FROM articles WHERE matched_at IS NULL FOR UPDATE NOWAIT")
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state LIKE 'idle in transaction%'")
+            seen.append(cur.fetchone())
+        connection.close()
+        return real(self, document)
+
+    monkeypatch.setattr(rules.RuleSet, "matching_indices", checked)
+    counts = match_rules(settings)
+    assert seen and set(seen) == {(0,)}
+    assert counts["new_alerts"] == 2 and len(query("SELECT id FROM alerts")) == 2
+    assert match_rules(settings)["new_alerts"] == 0

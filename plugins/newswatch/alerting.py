@@ -42,40 +42,68 @@ def compiled_rules(settings: Settings) -> list[tuple[RuleConfig, Rule]]:
 
 
 def match_rules(settings: Settings) -> dict[str, int]:
-    """Match every clustered, not yet matched article; returns counts for logs and XCom."""
+    """Match every clustered, not yet matched article; returns counts for logs and XCom.
+
+    Rules are evaluated outside any transaction (it is CPU work: a lock held meanwhile would stall story
+    merges of those articles); the alerts are then recorded, and the articles marked, in one short
+    transaction over the rows still unmatched, so that a concurrent or retried run adds nothing twice.
+    """
     rules = compiled_rules(settings)
     ruleset = RuleSet(rule for _, rule in rules)  # evaluates only rules whose required terms occur
     counts = {"articles": 0, "matches": 0, "new_alerts": 0, "updates": 0}
+    after = 0
     while True:
         with db.transaction() as cur:
             cur.execute(
                 """
-                SELECT a.id, a.story_id, a.title, a.body, a.language, a.feed, a.canonical_url,
-                       s.languages AS story_languages, cardinality(s.feeds) AS story_sources
-                FROM articles a JOIN stories s ON s.id = a.story_id
-                WHERE a.matched_at IS NULL
-                ORDER BY a.id LIMIT %s FOR UPDATE OF a SKIP LOCKED
+                SELECT id, title, body, language, feed, canonical_url FROM articles
+                WHERE matched_at IS NULL AND story_id IS NOT NULL AND id > %s ORDER BY id LIMIT %s
                 """,
-                (_MATCH_BATCH,),
+                (after, _MATCH_BATCH),
             )
             articles = cur.fetchall()
-            now = datetime.now(UTC)
-            for article in articles:
-                document = Document(title=article["title"], body=article["body"], language=article["language"],
-                                    feed=article["feed"], site=article["canonical_url"])
-                for config, rule in (rules[index] for index in ruleset.matching_indices(document)):
-                    counts["matches"] += 1
-                    terms = rule.explain(document)
-                    for channel in config.channels:
-                        new, update = _record_alert(cur, config, channel, article, terms, now)
-                        counts["new_alerts"] += new
-                        counts["updates"] += update
-            if articles:
-                cur.execute("UPDATE articles SET matched_at = now() WHERE id = ANY(%s)",
-                            ([article["id"] for article in articles],))
-            counts["articles"] += len(articles)
+        if not articles:
+            return counts
+        after = articles[-1]["id"]
+        matches: dict[int, list[tuple[RuleConfig, list[str]]]] = {}
+        for article in articles:
+            document = Document(title=article["title"], body=article["body"], language=article["language"],
+                                feed=article["feed"], site=article["canonical_url"])
+            found = [(config, rule.explain(document))
+                     for config, rule in (rules[index] for index in ruleset.matching_indices(document))]
+            if found:
+                matches[article["id"]] = found
+        counts["articles"] += _record_matches([article["id"] for article in articles], matches, counts)
         if len(articles) < _MATCH_BATCH:
             return counts
+
+
+def _record_matches(ids: list[int], matches: dict[int, list[tuple[RuleConfig, list[str]]]],
+                    counts: dict[str, int]) -> int:
+    """Record the alerts of the articles among ``ids`` still unmatched and mark them; returns how many."""
+    now = datetime.now(UTC)
+    with db.transaction() as cur:
+        cur.execute(
+            """
+            SELECT a.id, a.story_id, s.languages AS story_languages, cardinality(s.feeds) AS story_sources
+            FROM articles a JOIN stories s ON s.id = a.story_id
+            WHERE a.id = ANY(%s) AND a.matched_at IS NULL
+            ORDER BY a.id FOR UPDATE OF a SKIP LOCKED
+            """,
+            (ids,),
+        )
+        owned = cur.fetchall()  # the story as it is now: it may have merged while the rules ran
+        for article in owned:
+            for config, terms in matches.get(article["id"], ()):
+                counts["matches"] += 1
+                for channel in config.channels:
+                    new, update = _record_alert(cur, config, channel, article, terms, now)
+                    counts["new_alerts"] += new
+                    counts["updates"] += update
+        if owned:
+            cur.execute("UPDATE articles SET matched_at = now() WHERE id = ANY(%s)",
+                        ([article["id"] for article in owned],))
+    return len(owned)
 
 
 def _record_alert(cur, rule: RuleConfig, channel: str, article: dict, terms: list[str], now: datetime
