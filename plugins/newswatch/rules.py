@@ -71,7 +71,6 @@ import re
 import re._compiler as _sre_compile  # private, stable since 3.11: regexes are vetted on their parse
 import re._constants as _sre  # tree (re._parser), then compiled from it
 import re._parser as _sre_parse
-import sys
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -155,10 +154,15 @@ def normalize_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
+# Above this code point Unicode has no combining mark (tests check it against the running Python's tables):
+# scanning only this far builds the table nine times faster, which every new process pays once.
+_LAST_COMBINING_MARK = 0x1E94A
+
+
 @functools.cache
 def _combining_marks() -> dict[int, None]:
-    """Translation table deleting every combining mark (built on first use: 0.15 s)."""
-    return {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp))}
+    """Translation table deleting every combining mark (built on first use)."""
+    return {cp: None for cp in range(_LAST_COMBINING_MARK + 1) if unicodedata.combining(chr(cp))}
 
 
 _TOKEN = re.compile(r"\w+")
@@ -224,6 +228,8 @@ def _algorithm(language: str | None) -> str:
 
 @functools.cache
 def _stemmer(algorithm: str) -> snowballstemmer.stemmer:
+    # With PyStemmer installed (a requirement) snowballstemmer hands out its C stemmers: the same Snowball
+    # algorithms, 15-50 times faster than the pure-Python port.
     return snowballstemmer.stemmer(algorithm)
 
 
