@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from newswatch.config import Settings
 from newswatch.dedup import BANDS, fingerprint, similarity, title_key
 from newswatch.entities import extract, overlap, skeleton
@@ -119,3 +122,23 @@ def test_link_needs_several_distinctive_items_and_no_date_conflict():
     # Items found in many articles of a large archive are topical: they weigh, but prove nothing.
     topical = {"n:kahl": 900, "n:bukin": 900, "n:tanf": 900}
     assert not overlap(a[:3], a[:3], topical, 10_000).linked
+
+
+@pytest.mark.parametrize(
+    ("text", "digest"),
+    [
+        (" ".join(f"word{i}" for i in range(40)), "2f3b38163e297abf"),
+        ("Les forces américaines sont entrées en Syrie en 2015, soutenant les forces alliées dans leur lutte "
+         "contre le groupe État islamique. " * 2, "a015d06e8c2d17aa"),
+        ("美国军队于2015年进入叙利亚 支持盟军 打击 伊斯兰国 组织 的 斗争 这是 一个 测试 句子 用于 指纹",
+         "ef835eaf469303eb"),
+    ],
+)
+def test_signatures_are_those_already_stored(text: str, digest: str) -> None:
+    """Signatures as datasketch 2.0 computed them for the archive (affine32, seed 1): a change here would
+    stop new articles from finding their stored copies."""
+    import hashlib
+
+    print_ = fingerprint(text, 5)
+    assert print_.signature.dtype == np.uint32
+    assert hashlib.sha256(print_.signature_bytes).hexdigest()[:16] == digest

@@ -47,6 +47,12 @@ def _slow_page(paragraphs: int) -> bytes:
     return f"<html><head><title>Slow</title></head><body><article>{body}</article></body></html>".encode()
 
 
+def _huge_page() -> bytes:
+    """Valid and under the size cap, but a tree of some 300,000 nodes: tens of MB once parsed."""
+    body = "<div><p>a</p></div>" * 100_000
+    return f"<html><head><title>Huge</title></head><body><article>{body}</article></body></html>".encode()
+
+
 def _queue(query, site, pages: dict[str, bytes]) -> dict[str, int]:
     """Serve the pages and queue one feed entry per page; returns entry ids by path."""
     feed = query("INSERT INTO feeds (name, url) VALUES ('drills', %s) RETURNING id", (site.url("/feed"),))[0]["id"]
@@ -126,7 +132,7 @@ def test_a_page_that_always_overruns_the_time_limit_ends_failed_and_shows_in_fee
 
 
 def test_a_page_over_the_memory_limit_costs_that_page_only(site, query):
-    ids = _queue(query, site, {"/big": _slow_page(3000), **{f"/a/{i}": _normal_page(i) for i in range(3)}})
+    ids = _queue(query, site, {"/big": _huge_page(), **{f"/a/{i}": _normal_page(i) for i in range(3)}})
     counts = fetch_articles(list(ids.values()), _settings(item_memory_mb=4))
     entries = _entries(query)
     assert entries["/big"]["last_error_kind"] == "extractor_memory" and entries["/big"]["status"] == "pending"

@@ -13,12 +13,12 @@ no key. Cross-language evidence (names, places, numbers, dates) lives in ``newsw
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
 
 import numpy as np
-from datasketch import MinHash
 
 from newswatch.rules import normalize_text
 
@@ -30,6 +30,34 @@ TITLE_MIN_WORDS = 5       # shorter headlines are too generic to identify a stor
 TITLE_MIN_CJK_CHARS = 12  # the same for scripts written without spaces
 _SEED = 1
 _WORD = re.compile(r"\w+")
+# MinHash exactly as datasketch 2.0 computes it by default ("affine32"), which the stored signatures use: the
+# 32-bit SHA-1 of each shingle, mixed by MurmurHash3's finalizer, through NUM_PERM permutations a * h + b
+# (mod 2^32, a odd) drawn from a seeded generator. Written out here because importing datasketch imports
+# scipy: a second more for every process started (each task, each worker). Tests pin the signatures.
+_FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+
+
+@functools.cache
+def _permutations() -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) parameters of the permutations, drawn as datasketch draws them for ``_SEED``."""
+    generator = np.random.RandomState(_SEED)
+    a = generator.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = generator.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b
+
+
+def minhash(shingles: list[bytes]) -> np.ndarray:
+    """MinHash signature (NUM_PERM unsigned 32-bit values) of a non-empty set of shingles."""
+    a, b = _permutations()
+    hashes = np.array([int.from_bytes(hashlib.sha1(shingle).digest()[:4], "little") for shingle in shingles],
+                      dtype=np.uint32)[:, None]
+    s1, m1, s2, m2, s3 = _FMIX
+    hashes = hashes ^ (hashes >> s1)
+    hashes = hashes * m1
+    hashes = hashes ^ (hashes >> s2)
+    hashes = hashes * m2
+    hashes = hashes ^ (hashes >> s3)
+    return (hashes * a + b).min(axis=0)
 
 
 @dataclass(frozen=True)
@@ -79,11 +107,9 @@ def fingerprint(text: str, min_tokens: int) -> Fingerprint:
     content_hash = hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
     if len(words) < min_tokens:
         return Fingerprint(content_hash, len(words), None)
-    minhash = MinHash(num_perm=NUM_PERM, seed=_SEED)
     shingles = {" ".join(words[i:i + SHINGLE_SIZE]).encode("utf-8")
                 for i in range(len(words) - SHINGLE_SIZE + 1)}
-    minhash.update_batch(list(shingles))
-    return Fingerprint(content_hash, len(words), minhash.hashvalues.copy())
+    return Fingerprint(content_hash, len(words), minhash(list(shingles)))
 
 
 def signature_from_bytes(data: bytes) -> np.ndarray:

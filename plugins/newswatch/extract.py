@@ -26,6 +26,7 @@ from htmldate import find_date
 from lxml.etree import ParserError
 from lxml.html import HtmlElement
 from trafilatura import metadata as trafilatura_metadata
+from trafilatura import utils as trafilatura_utils
 
 from newswatch.language import detect_language
 from newswatch.rules import normalize_text
@@ -598,6 +599,13 @@ def _prepare_tree(tree: HtmlElement, marks: _Marks | None) -> HtmlElement:
     return tree
 
 
+def _parser_ran_out_of_memory() -> bool:
+    """Whether libxml2 gave up on the last page for want of memory: trafilatura then reports no tree, as it
+    does for markup that is not HTML, and only the parser's error log tells the two apart."""
+    parser = getattr(trafilatura_utils, "HTML_PARSER", None)  # an internal of trafilatura: may go away
+    return parser is not None and any(error.type_name == "ERR_NO_MEMORY" for error in parser.error_log)
+
+
 def _main_text(tree: HtmlElement, marks: _Marks | None, url: str, *, fast: bool):
     """trafilatura over a marked copy of the page; ``fast`` skips its backup extractors."""
     return trafilatura.bare_extraction(
@@ -649,6 +657,8 @@ def _parse_page(content: bytes, *, url: str, content_type: str | None, now: date
     html = decode_html(content[:MAX_HTML_BYTES], content_type).replace("\x00", "")
     tree = trafilatura.load_html(html)
     if tree is None:
+        if _parser_ran_out_of_memory():
+            raise MemoryError("the page's markup did not fit in memory")  # retried, not taken for a bad page
         return None
     meta = _read_page_meta(tree)
     title, title_site = _split_page_title(meta)

@@ -326,7 +326,8 @@ def _analyse(settings: Settings, rows: list[dict]) -> dict[int, tuple[list[str],
     still fails is left out (logged): grouping computes its fingerprint itself, and it gets no meaning.
     """
     pool = meaning_pool(settings)
-    batches = [rows[start:start + meaning.BATCH] for start in range(0, len(rows), meaning.BATCH)]
+    size = min(meaning.BATCH, -(-len(rows) // pool.size))  # every worker gets a share, none above BATCH
+    batches = [rows[start:start + size] for start in range(0, len(rows), size)]
 
     def job(batch: list[dict]):
         return pool.submit(meaning.analyse_job, [(row["title"], row["body"], row["language"]) for row in batch])

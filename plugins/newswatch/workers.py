@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import importlib
 import logging
 import multiprocessing
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 _STOP = None
 _MAX_START_FAILURES = 3
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc malloc.h)
 
 
 class Expected(Exception):  # noqa: N818 - a wrapper, not an error of its own
@@ -87,6 +89,17 @@ def _virtual_memory() -> int:
         return int(handle.read().split()[0]) * resource.getpagesize()
 
 
+def _map_large_allocations() -> None:
+    """Have glibc serve every allocation above 128 KiB with its own mapping, whatever sizes came before.
+
+    Its default threshold rises with each large block freed, after which big buffers come from free heap
+    space that the address-space cap does not see: how much of a page's memory counted against the limit
+    then depended on the items before it. Mapped blocks count, and go back to the system when freed.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the cap still holds, less exactly
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+
+
 def _worker_main(connection: Connection, warm: tuple[str, ...], memory_limit_mb: int) -> None:
     """Run items sent over ``connection`` until told to stop. Runs in the worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
@@ -96,6 +109,7 @@ def _worker_main(connection: Connection, warm: tuple[str, ...], memory_limit_mb:
         if callable(warm_up):
             warm_up()  # load models now, so that they count in the baseline, not against the item
     if memory_limit_mb > 0:
+        _map_large_allocations()
         try:
             limit = _virtual_memory() + memory_limit_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -106,6 +120,10 @@ def _worker_main(connection: Connection, warm: tuple[str, ...], memory_limit_mb:
     while True:
         try:
             message = connection.recv()
+        except MemoryError:  # the item itself does not fit: say so, then make way for a fresh worker
+            with contextlib.suppress(Exception):
+                connection.send(("memory", "the item did not fit in the worker's memory limit"))
+            return
         except (EOFError, OSError):
             return
         if message is _STOP:
@@ -290,11 +308,23 @@ class WorkerPool:
                 continue
             try:
                 idle.connection.send((task.name, task.argument))
-            except (OSError, ValueError) as exc:  # the worker died while idle
+            except (OSError, ValueError) as exc:  # the worker died while idle, or while taking this item
+                failure = self._handover_failure(idle, exc)
                 self._replace(idle)
-                task.future.set_exception(WorkerFailure("crashed", f"could not hand the item over: {exc}"))
+                task.future.set_exception(failure)
                 continue
             idle.task, idle.deadline = task, time.monotonic() + self.time_limit
+
+    @staticmethod
+    def _handover_failure(worker: _Worker, error: Exception) -> WorkerFailure:
+        """Why an item could not be handed over: the worker's own last word if it left one (an item too big
+        for its memory limit), else a crash."""
+        with contextlib.suppress(Exception):
+            if worker.connection.poll(0):
+                kind, message = worker.connection.recv()
+                if kind == "memory":
+                    return WorkerFailure("memory", message)
+        return WorkerFailure("crashed", f"could not hand the item over: {error}")
 
     def _busy(self) -> int:
         return sum(1 for worker in self._workers if worker.task is not None)
