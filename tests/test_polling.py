@@ -455,6 +455,33 @@ def test_slow_drip_body_is_cut_by_the_total_deadline(query):
         server.close()
 
 
+def _pathological_feed(items: int) -> bytes:
+    """Ill-formed RSS (an undefined entity, crossed tags): feedparser falls back to its lenient parser, whose time
+    grows with the size (about 8 s per MiB here; a 10 MiB one took a minute)."""
+    item = ("<item><title>Title &bogus; {i}</title><link>http://127.0.0.1/a/{i}</link><description>"
+            + "<p>word <b>bold</i> more</p>" * 20 + "</description></item>")
+    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+            + "".join(item.format(i=i) for i in range(items)) + "</channel></rss>").encode()
+
+
+def test_a_feed_that_parses_for_ever_costs_its_own_poll_only(site, query, capsys):
+    """Parsing runs in a worker process with a time limit: the pathological feed is stopped and recorded as
+    such (feed health shows it), the other feed of the same batch is read as usual."""
+    site.routes["/pathological"] = Route(200, _pathological_feed(1500), XML)  # about 1 MiB
+    site.routes["/fine"] = Route(200, rss(3), XML)
+    settings = make_settings([{"name": "pathological", "url": site.url("/pathological")},
+                              {"name": "fine", "url": site.url("/fine")}], item_time_limit=1)
+    counts = poll(settings)
+    assert counts["failed"] == 1 and counts["new_entries"] == 3
+    row = feed_row(query, "pathological")
+    assert row["last_error_kind"] == "parser_timeout" and "longer than 1 s" in row["last_error"]
+    assert row["next_poll_at"] is not None  # retried later, with backoff
+    assert main(["feeds", "--json"]) == 0
+    health = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert health["pathological"]["state"] == "failing" and health["pathological"]["error_kind"] == "parser_timeout"
+    assert health["fine"]["state"] == "ok"
+
+
 # --- visibility ------------------------------------------------------------------------------------
 
 
