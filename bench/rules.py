@@ -336,7 +336,7 @@ def report(ran: tuple[System, ...], args: argparse.Namespace, notes: list[str], 
          base.evaluated / base.articles, base.matches),
     ]  # fmt: skip
     lines = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {environment('snowballstemmer')}.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {environment('snowballstemmer', 'PyStemmer')}.",
         "",
         *notes,
         "",
