@@ -53,7 +53,7 @@ import news_pairs  # noqa: E402
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 import yaml  # noqa: E402
-from report import environment, write_section  # noqa: E402
+from report import environment, refuse_dirty_write, write_section  # noqa: E402
 
 from tests.servers import LoopbackServer, Route  # noqa: E402
 
@@ -325,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="work in this folder and leave its databases running, to inspect")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md (test part only)")
     args = parser.parse_args(argv)
+    refuse_dirty_write(args.write)
     if not args.data.exists():
         print(f"data not found: {args.data}", file=sys.stderr)
         return 2

@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
+from report import environment, refuse_dirty_write, write_section  # noqa: E402
 
 from newswatch import db, entities, stories  # noqa: E402
 from newswatch.config import Settings  # noqa: E402
@@ -371,6 +372,7 @@ def main() -> int:
     parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)  # the baseline's subprocess
     parser.add_argument("--probe-ids", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    refuse_dirty_write(args.write)
     if args.measure:
         timings, reasons = measure(args.measure, [int(i) for i in args.probe_ids.split(",")], Settings())
         print(json.dumps({"timings": timings, "reasons": reasons}))
@@ -412,8 +414,6 @@ def main() -> int:
         finally:
             server.cleanup()
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, capture_output=True)
-
-    from report import environment, write_section
 
     base = statistics.median(results[0][2])
     lines = [

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml  # noqa: E402
-from report import environment, write_section  # noqa: E402
+from report import environment, refuse_dirty_write, write_section  # noqa: E402
 
 from tests.scenario import rss  # noqa: E402
 from tests.servers import LoopbackServer, Route  # noqa: E402
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--write", action="store_true", help="update the ingest section of docs/benchmarks.md")
     args = parser.parse_args(argv)
+    refuse_dirty_write(args.write)
     if not DATA.exists():
         print(f"data not found: {DATA}", file=sys.stderr)
         return 2

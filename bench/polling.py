@@ -46,7 +46,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when loaded by a test
-from report import DOC, environment, write_section  # noqa: E402
+from report import DOC, environment, refuse_dirty_write, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "plugins") not in sys.path:
@@ -423,6 +423,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--write", action="store_true", help="update the polling section of --out")
     parser.add_argument("--out", type=Path, default=DOC, help=f"Markdown file for --write (default {DOC})")
     args = parser.parse_args(argv)
+    refuse_dirty_write(args.write)
     if args.feeds < 1 or not 0 <= args.min_latency <= args.max_latency <= 5:
         parser.error("need --feeds >= 1 and 0 <= --min-latency <= --max-latency <= 5")
     if not 1 <= args.hosts <= 254:

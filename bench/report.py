@@ -25,20 +25,28 @@ method and the command that reproduces it; the part between a section's `<!-- na
 """
 
 
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def refuse_dirty_write(write: bool) -> None:
+    """``--write`` records figures against a commit: with uncommitted changes, that commit is not what ran."""
+    if write and _git("status", "--porcelain"):
+        raise SystemExit("refusing --write with uncommitted changes: commit first, so that the figures name the "
+                         "code that was measured")
+
+
 def environment(*packages: str) -> str:
     """Cores, memory, OS, Python, the given packages' versions and the newswatch commit measured."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
     memory = ""
     with contextlib.suppress(ValueError, OSError):
         memory = f", {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB"
     versions = "".join(f", {name} {version(name)}" for name in packages)
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain") else ""
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = " (with uncommitted changes)" if _git("status", "--porcelain") else ""
     return (f"{os.cpu_count()} cores{memory}, {platform.system()} {platform.machine()}, "
             f"Python {platform.python_version()}{versions}; newswatch {commit}{dirty}")
 

@@ -53,7 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when loaded by a test
-from report import DOC, environment, write_section  # noqa: E402
+from report import DOC, environment, refuse_dirty_write, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "news-similarity" / "training_set.csv"
@@ -366,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="update the rules section of docs/benchmarks.md")
     parser.add_argument("--out", type=Path, default=DOC, help="the Markdown file --write updates")
     args = parser.parse_args(argv)
+    refuse_dirty_write(args.write)
     rng = random.Random(args.seed)
 
     if args.data.is_file():

@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, also when lo
 
 import psycopg2  # noqa: E402
 import requests  # noqa: E402
-from report import DOC, environment, write_section  # noqa: E402
+from report import DOC, environment, refuse_dirty_write, write_section  # noqa: E402
 
 from newswatch import db  # noqa: E402
 
@@ -543,6 +543,7 @@ def main() -> int:
     parser.add_argument("--write", action="store_true", help="update the web section of docs/benchmarks.md")
     parser.add_argument("--out", type=Path, default=DOC)
     args = parser.parse_args()
+    refuse_dirty_write(args.write)
     import pgserver
 
     started = time.perf_counter()
