@@ -12,10 +12,13 @@ export NEWSWATCH_DATA_DIR ?= $(CURDIR)/.data
 install: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@# Bytecode compiled once here: every task, worker and test process would otherwise compile its imports
+	@# again wherever PYTHONDONTWRITEBYTECODE is set.
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements.txt -r requirements-dev.txt
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	$(BIN)/python -m compileall -q plugins >/dev/null
 	touch $(STAMP)
 
 run: install

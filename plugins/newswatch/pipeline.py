@@ -56,13 +56,16 @@ def run_cycle(
         totals[f"{stage}.ms"] = totals.get(f"{stage}.ms", 0) + int((now - started) * 1000)
         started = now
 
-    for batch in prepare(settings, force=force):
-        add_counts(totals, poll_feeds(batch, settings), "feeds")
+    # One process runs the whole cycle: each stage takes all its work at once, its threads and worker
+    # processes kept busy to the end, instead of batch after batch each waiting on its slowest item (the
+    # batches are for the DAG's mapped tasks).
+    feed_ids = [feed_id for batch in prepare(settings, force=force) for feed_id in batch]
+    if feed_ids:
+        add_counts(totals, poll_feeds(feed_ids, settings), "feeds")
     timed("feeds")
     progress(f"feeds: {totals.get('feeds.feeds', 0)} polled, {totals.get('feeds.failed', 0)} failed, "
              f"{totals.get('feeds.new_entries', 0)} new entries")
-    for batch in article_batches(settings):
-        add_counts(totals, fetch_articles(batch, settings), "articles")
+    add_counts(totals, fetch_articles(pending_entries(), settings), "articles")
     timed("articles")
     progress(f"articles: {totals.get('articles.stored', 0)} stored, "
              f"{totals.get('articles.partial', 0)} from feed summaries, "
