@@ -260,7 +260,7 @@ def _record(feed_id: int, attempt: _Attempt, settings: Settings, interval: int |
                 INSERT INTO feed_entries (feed_id, guid, url, title, summary, published_at)
                 VALUES %s ON CONFLICT (feed_id, guid) DO NOTHING RETURNING id
                 """,
-                [tuple(db.strip_nul(value) for value in entry) for entry in entries],
+                [tuple(db.clean_text(value) for value in entry) for entry in entries],
                 fetch=True,
             )
             new_entries = len(inserted)
@@ -287,7 +287,7 @@ def _record(feed_id: int, attempt: _Attempt, settings: Settings, interval: int |
 def _event(cur, kind: str, feed: dict, message: str) -> None:
     cur.execute(
         "INSERT INTO operator_events (kind, feed_id, message) VALUES (%s, %s, %s)",
-        (kind, feed["id"], db.strip_nul(message)[:2000]),
+        (kind, feed["id"], db.clean_text(message)[:2000]),
     )
     log.warning("operator event %s: %s", kind, message)
 

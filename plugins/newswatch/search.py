@@ -96,7 +96,7 @@ def _check(query: str, language: str | None, limit: int, offset: int) -> tuple[s
         raise SearchError(f"limit must be between 1 and {MAX_LIMIT}")
     if not 0 <= offset <= MAX_OFFSET:
         raise SearchError(f"only the first {MAX_OFFSET} results can be paged through: refine the query")
-    return db.strip_nul(query), language
+    return db.clean_text(query), language
 
 
 _RESULTS = """
