@@ -642,3 +642,35 @@ def test_entries_of_a_feed_are_stored_with_text_not_markup(site, query):
     entry = query("SELECT title, summary, url FROM feed_entries")[0]
     assert entry == {"title": "Bold claim", "summary": "Para link", "url": "http://127.0.0.1/p?utm_source=x"}
     assert json.dumps(entry).count("<") == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Innocent feeds with hostile-looking shapes: read them, do not refuse or garble them
+
+WORLD_TITLES = ["Привет “мир”", "日本語のニュース — 速報", "Ελληνικά νέα", "Zürich, Genève et Bâle"]
+
+
+@pytest.mark.parametrize("where", ["cdata", "comment", "text"])
+def test_entity_declaration_text_inside_the_document_is_not_refused(where, parsed_documents):
+    # Only the prolog can declare entities: an article about DTDs is not an attack.
+    mention = '<!ENTITY copy "(c)"> and <!DOCTYPE html [ ]>'
+    description = {"cdata": f"<![CDATA[Write {mention} in a DTD]]>", "comment": f"<!-- {mention} -->Plain",
+                   "text": escape(f"Write {mention} in a DTD")}[where]
+    items = [{"title": "About DTDs", "link": "http://127.0.0.1/dtd", "description": description}, *good_items("e", 2)]
+    for encoding in ("utf-8", "utf-16"):
+        document = rss(items, declaration=encoding).encode(encoding)
+        parsed = parse(document, "application/rss+xml")
+        assert [entry.title for entry in parsed.entries] == ["About DTDs", "e story 0", "e story 1"]
+    assert len(parsed_documents) == 2
+
+
+@pytest.mark.parametrize("head", [
+    '<!-- <!ENTITY big "AAAA"> -->\n<!DOCTYPE rss>\n',
+    '<!-- a <b>comment</b> first -->\n<!DOCTYPE rss [\n<!ENTITY big "AAAA">\n]>\n',
+    '<?pi <rss?>\n<!DOCTYPE rss [<!ENTITY big "AAAA">]>\n',
+    'stray text <!ENTITY big "AAAA"> <!DOCTYPE rss>\n',
+], ids=["comment", "markup-in-comment", "markup-in-pi", "text"])
+def test_entity_declarations_anywhere_in_the_prolog_are_still_refused(head, parsed_documents):
+    document = rss([{"title": "x", "link": "http://127.0.0.1/x"}], head=head, title="&big;")
+    assert refusal(document.replace("&amp;big;", "&big;")).kind == "refused"
+    assert parsed_documents == []

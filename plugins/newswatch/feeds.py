@@ -25,8 +25,10 @@ import feedparser
 from newswatch.extract import html_to_text
 from newswatch.workers import Expected
 
-_ENTITY_DECLARATION = re.compile(rb"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
-_ENTITY_DECLARATION_TEXT = re.compile(r"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
+_ENTITY_DECLARATION = re.compile(r"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
+# What may come before the root element, skipped whole so that markup inside a comment or processing
+# instruction does not end the prolog early; the first other "<name" is the root element.
+_PROLOG_TOKEN = re.compile(r"<!--.*?(?:-->|\Z)|<\?.*?(?:\?>|\Z)|<![^>]*|<[A-Za-z0-9_:]", re.DOTALL)
 # Encodings in which "<!ENTITY" is not those ASCII bytes, and which feedparser would decode.
 _HIDING_ENCODINGS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "cp037", "cp500", "utf-7")
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*(\"[^\"]*\"|[^;\s]+)", re.IGNORECASE)
@@ -89,15 +91,29 @@ def _plainly_ascii(charset: str) -> bool:
         return True  # unknown to Python, and so to feedparser: it cannot decode with it
 
 
-def _declares_entities(content: bytes, content_type: str | None = None) -> bool:
-    """True when the document declares entities or a DOCTYPE subset, in whatever encoding it is read.
+def _prolog(text: str) -> str:
+    """The text before the root element, the only place where a document can declare entities.
 
+    expat reads declarations only from the DOCTYPE, and feedparser's lenient parser only from before the
+    first "<" and letter; this prolog reaches at least as far as both, since comments and processing
+    instructions are skipped whole (an unterminated one runs to the end).
+    """
+    for token in _PROLOG_TOKEN.finditer(text):
+        if token.group()[1] not in "!?":
+            return text[:token.start()]
+    return text
+
+
+def _declares_entities(content: bytes, content_type: str | None = None) -> bool:
+    """True when the prolog declares entities or a DOCTYPE subset, in whatever encoding it is read.
+
+    Text about entities in the body (an article on DTDs, in CDATA or a comment) is not a declaration.
     The byte search covers every ASCII-compatible encoding. Documents that may be read otherwise (NUL
     bytes as in UTF-16/32, no leading "<" as in EBCDIC, or a header or declaration naming a charset
     such as UTF-7 that writes markup differently) are decoded the ways feedparser could decode them,
     and searched again.
     """
-    if _ENTITY_DECLARATION.search(content):
+    if _ENTITY_DECLARATION.search(_prolog(content.decode("latin-1"))):
         return True
     declared = _declared_charsets(content, content_type)
     head = content[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -110,7 +126,7 @@ def _declares_entities(content: bytes, content_type: str | None = None) -> bool:
             text = content.decode(encoding, errors="ignore")
         except (LookupError, ValueError):
             continue
-        if _ENTITY_DECLARATION_TEXT.search(text):
+        if _ENTITY_DECLARATION.search(_prolog(text)):
             return True
     return False
 
