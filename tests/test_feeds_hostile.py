@@ -650,6 +650,68 @@ def test_entries_of_a_feed_are_stored_with_text_not_markup(site, query):
 WORLD_TITLES = ["Привет “мир”", "日本語のニュース — 速報", "Ελληνικά νέα", "Zürich, Genève et Bâle"]
 
 
+def _world_items(prefix: str = "w") -> list[dict]:
+    return [{"title": title, "link": f"http://127.0.0.1/{prefix}/{n}", "guid": f"{prefix}-{n}",
+             "description": f"Text {n} “quoted” – déjà vu"} for n, title in enumerate(WORLD_TITLES)]
+
+
+def stray_byte_feed() -> bytes:
+    """A UTF-8 feed (header and prolog say so) with one byte that is not UTF-8 in one description."""
+    items = _world_items()
+    items[1]["description"] = "STRAY here"
+    return rss(items).encode("utf-8").replace(b"STRAY", b"caf\xe9")
+
+
+def test_one_stray_byte_does_not_garble_a_utf8_feed():
+    # feedparser gives up on UTF-8 for the whole document and re-decodes it as windows-1252: every title
+    # became mojibake ("ÐŸÑ€Ð¸Ð²ÐµÑ‚"). The one bad byte is replaced instead, with a warning.
+    parsed = parse(stray_byte_feed(), "application/rss+xml; charset=utf-8")
+    assert [entry.title for entry in parsed.entries] == WORLD_TITLES
+    assert parsed.entries[1].summary == "caf\ufffd here"
+    assert parsed.entries[0].summary == "Text 0 “quoted” – déjà vu"
+    assert parsed.warning and "not UTF-8" in parsed.warning
+
+
+def test_a_mostly_windows_1252_feed_declared_utf8_is_still_read_as_windows_1252():
+    # Not "nearly all UTF-8": one valid UTF-8 sequence among many windows-1252 letters decides nothing.
+    items = [{"title": "Résumé – déjà vu à l’été", "link": "http://127.0.0.1/a", "description": "Crème brûlée"}]
+    document = rss(items, title="Café", declaration=None).encode("windows-1252").replace(b"Caf\xe9", "Café".encode())
+    parsed = parse(document, "application/rss+xml; charset=utf-8")
+    assert parsed.entries[0].title == "Résumé – déjà vu à l’été"
+    assert parsed.warning and "windows-1252" in parsed.warning
+
+
+def test_surrogate_pair_and_out_of_range_references_keep_the_feed():
+    # feedparser's lenient parser raised on the first of these and the whole feed was refused.
+    items = [
+        {"title": "Smile &#55357;&#56832; decimal", "link": "http://127.0.0.1/1"},
+        {"title": "Smile &#xD83D;&#xDE00; hex", "link": "http://127.0.0.1/2"},
+        {"title": "Beyond &#x110000; Unicode", "link": "http://127.0.0.1/3"},
+        {"title": "Lone &#xD800; high, lone &#56832; low, reversed &#xDE00;&#xD83D;", "link": "http://127.0.0.1/4"},
+        {"title": "Huge &#99999999999999999999; number", "link": "http://127.0.0.1/5"},
+        {"title": "Plain &#233;t&#xE9;", "link": "http://127.0.0.1/6"},
+    ]
+    parsed = parse(rss(items).replace("&amp;#", "&#"))
+    assert [entry.title for entry in parsed.entries] == [
+        "Smile 😀 decimal", "Smile 😀 hex", "Beyond \ufffd Unicode",
+        "Lone \ufffd high, lone \ufffd low, reversed \ufffd\ufffd", "Huge \ufffd number", "Plain été"]
+
+
+NETSCAPE_DOCTYPE = ('<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
+                    '"http://my.netscape.com/publish/formats/rss-0.91.dtd">')
+
+
+@pytest.mark.parametrize("separator", ["", " ", "\n"], ids=["same-line", "space", "own-line"])
+def test_doctype_on_the_declaration_line_keeps_accented_entities(separator):
+    # With the DOCTYPE on the declaration's line, expat treated &eacute; as an entity of the external DTD
+    # and silently dropped it: "Caf Zrich".
+    document = rss([{"title": "TITLE", "link": "http://127.0.0.1/a"}], title="FEED", declaration=None)
+    document = document.replace("TITLE", "Caf&eacute; Z&uuml;rich").replace("FEED", "Caf&eacute;")
+    parsed = parse(f'<?xml version="1.0" encoding="utf-8"?>{separator}{NETSCAPE_DOCTYPE}\n{document}')
+    assert parsed.title == "Café"
+    assert parsed.entries[0].title == "Café Zürich"
+
+
 @pytest.mark.parametrize("where", ["cdata", "comment", "text"])
 def test_entity_declaration_text_inside_the_document_is_not_refused(where, parsed_documents):
     # Only the prolog can declare entities: an article about DTDs is not an attack.
@@ -674,3 +736,39 @@ def test_entity_declarations_anywhere_in_the_prolog_are_still_refused(head, pars
     document = rss([{"title": "x", "link": "http://127.0.0.1/x"}], head=head, title="&big;")
     assert refusal(document.replace("&amp;big;", "&big;")).kind == "refused"
     assert parsed_documents == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("content_type", [RSS_TYPE, None, "text/xml"])
+def test_utf16_and_utf32_with_a_byte_order_mark_and_no_declaration_are_read(encoding, content_type):
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff", "utf-32-le": b"\xff\xfe\x00\x00",
+           "utf-32-be": b"\x00\x00\xfe\xff"}[encoding]
+    document = bom + rss(_world_items(), title="Ελληνικά", declaration=None).encode(encoding)
+    parsed = parse(document, content_type)
+    assert parsed.title == "Ελληνικά" and [entry.title for entry in parsed.entries] == WORLD_TITLES
+    assert parsed.warning is None
+
+
+def test_innocent_odd_feeds_are_polled_and_stored(site, query):
+    """End to end: each of these feeds used to be refused or garbled; now every entry is stored as meant."""
+    odd = {
+        "stray-byte": (stray_byte_feed(), "application/rss+xml; charset=utf-8"),
+        "utf16": (b"\xff\xfe" + rss(_world_items("u"), declaration=None).encode("utf-16-le"), RSS_TYPE),
+        "references": (rss([{"title": "Smile &#55357;&#56832;", "link": "http://127.0.0.1/r"},
+                            *good_items("r", 1)]).replace("&amp;#", "&#").encode(), RSS_TYPE),
+        "cdata-entity": (rss([{"title": "DTD", "link": "http://127.0.0.1/c",
+                               "description": '<![CDATA[<!ENTITY a "b">]]>'}]).encode(), RSS_TYPE),
+    }
+    for name, (body, content_type) in odd.items():
+        site.routes[f"/{name}"] = Route(200, body, {"Content-Type": content_type})
+    settings = _settings(site, [f"/{name}" for name in odd])
+    counts = poll_feeds(sync_feeds(settings), settings)
+    assert (counts["feeds"], counts["failed"]) == (4, 0)
+    rows = query("SELECT f.name, e.title FROM feed_entries e JOIN feeds f ON f.id = e.feed_id ORDER BY e.id")
+    titles: dict[str, list[str]] = {}
+    for row in rows:
+        titles.setdefault(row["name"], []).append(row["title"])
+    assert titles == {"stray-byte": WORLD_TITLES, "utf16": WORLD_TITLES, "references": ["Smile 😀", "r story 0"],
+                      "cdata-entity": ["DTD"]}
+    assert {name: row["last_error_kind"] for name, row in _feeds(query).items()} == {
+        "stray-byte": "warning", "utf16": None, "references": None, "cdata-entity": None}

@@ -39,6 +39,16 @@ _MAX_TEXT_PASSES = 4
 # Markup left in text after HTML conversion: a double-escaped tag such as &amp;lt;script&amp;gt;.
 _TAG_LIKE = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--")
 _SURROGATES = re.compile("[\ud800-\udfff]")
+_CHARACTER_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+# A DOCTYPE that does not start its own line (feedparser only removes one that does).
+_INLINE_DOCTYPE = re.compile(rb"(?<=>)[ \t]*(?=<!DOCTYPE)", re.IGNORECASE)
+_UTF_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+             (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]+")
+_ASCII_BYTES = bytes(range(0x80))
+# A document declared UTF-8 is repaired rather than re-decoded as windows-1252 when at least this share of its
+# non-ASCII bytes are valid UTF-8: a windows-1252 document has almost none.
+_UTF8_REPAIR_SHARE = 0.95
 _TTL = re.compile(r"[0-9]{1,7}")
 # PostgreSQL's btree entries are limited to ~2.7 kB: longer GUIDs are stored as their hash.
 MAX_GUID_BYTES = 2000
@@ -131,6 +141,104 @@ def _declares_entities(content: bytes, content_type: str | None = None) -> bool:
     return False
 
 
+def _transcoded_from_bom(content: bytes, content_type: str | None) -> tuple[bytes, str | None]:
+    """A UTF-16/32 document that says so only by its byte order mark, as UTF-8.
+
+    The BOM is authoritative (XML 1.0, appendix F), but feedparser first tries the header's charset or
+    UTF-8 and flags the document as ill-formed when it falls back to the BOM.
+    """
+    if _XML_ENCODING.search(content[:1024].replace(b"\x00", b"")):
+        return content, content_type  # a declaration names the encoding: feedparser reads it
+    for bom, encoding in _UTF_BOMS:
+        if content.startswith(bom):
+            try:
+                text = content.decode(encoding)  # the codec reads and drops the BOM
+            except UnicodeDecodeError:
+                return content, content_type
+            media_type = (content_type or "application/xml").split(";")[0].strip()
+            return text.encode("utf-8"), f"{media_type}; charset=utf-8"
+    return content, content_type
+
+
+def _repaired_utf8(content: bytes, content_type: str | None) -> tuple[bytes, str | None]:
+    """A UTF-8 document with a few stray bytes, with those bytes replaced by U+FFFD, and a note saying so.
+
+    feedparser re-decodes a document that is not entirely UTF-8 as windows-1252, which turns every
+    non-ASCII character of a UTF-8 feed into mojibake because of one bad byte. Only documents declared
+    UTF-8 (or not declared at all: XML's default) whose non-ASCII bytes are nearly all valid UTF-8 are repaired.
+    """
+    declared = _declared_charsets(content, content_type)
+    if not all(_normalised_charset(charset) == "utf-8" for charset in declared):
+        return content, None
+    try:
+        content.decode("utf-8")
+        return content, None
+    except UnicodeDecodeError:
+        pass
+    text = content.decode("utf-8", errors="surrogateescape")  # each bad byte becomes one lone surrogate
+    bad_bytes = sum(len(run) for run in _ESCAPED_BYTE.findall(text))
+    non_ascii = len(content.translate(None, _ASCII_BYTES))  # deleting the ASCII bytes leaves the others
+    if non_ascii - bad_bytes < _UTF8_REPAIR_SHARE * non_ascii:
+        return content, None
+    note = f"declared UTF-8 but {bad_bytes} byte(s) are not UTF-8: replaced with U+FFFD"
+    return _ESCAPED_BYTE.sub("\ufffd", text).encode("utf-8"), note
+
+
+def _normalised_charset(charset: str) -> str | None:
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return None
+
+
+def _code_point(reference: re.Match[bytes]) -> int:
+    hexadecimal, decimal = reference.groups()
+    digits = (hexadecimal or decimal).lstrip(b"0") or b"0"
+    if len(digits) > 8:  # beyond Unicode whatever the digits (and int() refuses very long decimal strings)
+        return 0x110000
+    return int(digits, 16 if hexadecimal else 10)
+
+
+def _without_invalid_references(content: bytes) -> bytes:
+    """The document with the character references expat refuses replaced (they made feedparser's lenient
+    parser raise, refusing the whole feed): a surrogate pair written as two adjacent references becomes the
+    one character it encodes (PHP writes emoji so), a lone surrogate or a code point beyond Unicode U+FFFD."""
+    parts: list[bytes] = []
+    copied_to = 0
+    for reference in _CHARACTER_REFERENCE.finditer(content):
+        if reference.start() < copied_to:
+            continue  # the low half of a pair, already written
+        code_point = _code_point(reference)
+        if 0xD800 <= code_point <= 0xDBFF:
+            low = _CHARACTER_REFERENCE.match(content, reference.end())
+            if low and 0xDC00 <= _code_point(low) <= 0xDFFF:
+                combined = 0x10000 + ((code_point - 0xD800) << 10) + (_code_point(low) - 0xDC00)
+                parts += [content[copied_to:reference.start()], b"&#%d;" % combined]
+                copied_to = low.end()
+                continue
+        if code_point > 0x10FFFF or 0xD800 <= code_point <= 0xDFFF:
+            parts += [content[copied_to:reference.start()], b"&#65533;"]
+            copied_to = reference.end()
+    parts.append(content[copied_to:])
+    return b"".join(parts)
+
+
+def _readable(content: bytes, content_type: str | None) -> tuple[bytes, str | None, str | None]:
+    """The document as feedparser reads it best, its content type, and a note on what was repaired.
+
+    Each step fixes a way in which an innocent feed was refused or garbled: a UTF-16/32 byte order mark
+    without a declaration, stray bytes in UTF-8, a DOCTYPE on the XML declaration's line (feedparser
+    leaves it in place and expat then drops every HTML entity as belonging to the external DTD), and
+    character references that expat refuses (surrogates written as references, code points beyond Unicode).
+    """
+    content, content_type = _transcoded_from_bom(content, content_type)
+    content, note = _repaired_utf8(content, content_type)
+    head_end = len(_prolog(content.decode("latin-1")))
+    content = _INLINE_DOCTYPE.sub(b"\n", content[:head_end]) + content[head_end:]
+    content = _without_invalid_references(content)
+    return content, content_type, note
+
+
 def _text(value: str) -> str:
     """Plain text from a feed field: HTML converted, again while markup survives (escaped markup), and
     whatever still looks like a tag after a few rounds is removed."""
@@ -211,6 +319,9 @@ def parse_feed(
         raise FeedError("empty", "the server returned an empty document")
     if _declares_entities(content, content_type):
         raise FeedError("refused", "the document declares XML entities or a DOCTYPE subset (refused for safety)")
+    content, content_type, repair = _readable(content, content_type)
+    if _declares_entities(content, content_type):  # the repairs only rewrite text: a second look costs little
+        raise FeedError("refused", "the document declares XML entities or a DOCTYPE subset (refused for safety)")
     headers = {"content-type": content_type} if content_type else {}
     try:
         parsed = feedparser.parse(content, response_headers=headers, sanitize_html=True)
@@ -239,9 +350,9 @@ def parse_feed(
         seen.add(guid)
         entries.append(FeedEntry(guid, link, title, summary, _timestamp(entry, now)))
     ttl = parsed.feed.get("ttl")
-    warning = None
-    if parsed.get("bozo") and parsed.get("bozo_exception") is not None:
-        warning = f"ill-formed feed parsed leniently: {parsed.bozo_exception}"[:300]
+    notes = [f"ill-formed feed parsed leniently: {parsed.bozo_exception}"] if (
+        parsed.get("bozo") and parsed.get("bozo_exception") is not None) else []
+    warning = "; ".join([*notes, *([repair] if repair else [])])[:300] or None
     return ParsedFeed(
         title=_text(parsed.feed.get("title", "")),
         entries=entries,
