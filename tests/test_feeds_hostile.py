@@ -697,6 +697,40 @@ def test_surrogate_pair_and_out_of_range_references_keep_the_feed():
         "Lone \ufffd high, lone \ufffd low, reversed \ufffd\ufffd", "Huge \ufffd number", "Plain été"]
 
 
+ATOM_ENTRY = """<entry><id>urn:{id}</id><updated>2024-01-01T00:00:00Z</updated>
+  <link href="http://127.0.0.1/{id}"/><title{attributes}>{title}</title></entry>"""
+
+
+def atom(entries: str, *, head: str = "") -> str:
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n{head}<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>'
+            f"<id>urn:a</id><updated>2024-01-01T00:00:00Z</updated>\n{entries}</feed>")
+
+
+def test_plain_text_titles_keep_their_text():
+    entries = "".join([
+        ATOM_ENTRY.format(id="text", attributes=' type="text"', title="Use &lt;canvas&gt; now"),
+        ATOM_ENTRY.format(id="default", attributes="", title="Tables &lt;td&gt; and &lt;tr&gt; explained"),
+        ATOM_ENTRY.format(id="html", attributes=' type="html"', title="&lt;b&gt;Bold&lt;/b&gt; move"),
+    ])
+    parsed = parse(atom(entries), "application/atom+xml")
+    assert [entry.title for entry in parsed.entries] == [
+        "Use <canvas> now", "Tables <td> and <tr> explained", "Bold move"]
+    items = [{"title": "TITLE", "link": "http://127.0.0.1/cdata"}]
+    entry = parse(rss(items).replace("TITLE", "<![CDATA[the <script> tag, and a < b]]>")).entries[0]
+    assert entry.title == "the <script> tag, and a < b"
+
+
+def test_plain_text_title_with_real_markup_is_still_reduced_to_text():
+    # A "text" title that carries elements (a closing tag, attributes) is markup in practice: no element and
+    # no script text is stored, as before.
+    entries = "".join([
+        ATOM_ENTRY.format(id="script", attributes=' type="text"', title=escape("<script>alert(1)</script>News")),
+        ATOM_ENTRY.format(id="img", attributes=' type="text"', title=escape("<img src=x onerror=alert(2)>Pic")),
+    ])
+    parsed = parse(atom(entries), "application/atom+xml")
+    assert [entry.title for entry in parsed.entries] == ["News", "Pic"]
+
+
 NETSCAPE_DOCTYPE = ('<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
                     '"http://my.netscape.com/publish/formats/rss-0.91.dtd">')
 

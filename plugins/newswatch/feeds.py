@@ -49,6 +49,8 @@ _ASCII_BYTES = bytes(range(0x80))
 # A document declared UTF-8 is repaired rather than re-decoded as windows-1252 when at least this share of its
 # non-ASCII bytes are valid UTF-8: a windows-1252 document has almost none.
 _UTF8_REPAIR_SHARE = 0.95
+# Titles declared plain text that carry a closing tag, a tag with attributes or a comment are markup in practice.
+_MARKUP_IN_TEXT = re.compile(r"</[A-Za-z][\w:-]*\s*>|<[A-Za-z][\w:-]*\s+[^<>]*=|<!--")
 _TTL = re.compile(r"[0-9]{1,7}")
 # PostgreSQL's btree entries are limited to ~2.7 kB: longer GUIDs are stored as their hash.
 MAX_GUID_BYTES = 2000
@@ -252,6 +254,19 @@ def _text(value: str) -> str:
     return _SURROGATES.sub("\ufffd", text)
 
 
+def _title(value: str, detail: dict | None) -> str:
+    """One line of text from a title: markup is removed only from titles that are HTML.
+
+    A plain-text title ("Use <canvas> now", or CDATA "the <script> tag") is kept as written: titles are
+    stored as plain text and escaped wherever they are shown. One that carries a closing tag, a tag with
+    attributes or a comment is markup whatever its declared type, and is converted like HTML.
+    """
+    value = value or ""
+    if (detail or {}).get("type", "text/plain") == "text/plain" and not _MARKUP_IN_TEXT.search(value):
+        return _SURROGATES.sub("\ufffd", " ".join(value.replace("\x00", "").split()))
+    return _text(value).replace("\n\n", " ")
+
+
 def _timestamp(entry: feedparser.FeedParserDict, now: datetime) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         value = entry.get(key)
@@ -338,7 +353,7 @@ def parse_feed(
         link = _entry_link(entry, url)
         if link is None or _SURROGATES.search(link):
             continue
-        title = _text(entry.get("title", "")).replace("\n\n", " ")
+        title = _title(entry.get("title", ""), entry.get("title_detail"))
         summary = _entry_summary(entry)
         guid = _SURROGATES.sub("\ufffd", (entry.get("id") or link).strip())
         if len(guid.encode("utf-8")) > MAX_GUID_BYTES:
@@ -354,7 +369,7 @@ def parse_feed(
         parsed.get("bozo") and parsed.get("bozo_exception") is not None) else []
     warning = "; ".join([*notes, *([repair] if repair else [])])[:300] or None
     return ParsedFeed(
-        title=_text(parsed.feed.get("title", "")),
+        title=_title(parsed.feed.get("title", ""), parsed.feed.get("title_detail")),
         entries=entries,
         ttl_minutes=int(ttl.strip()) if isinstance(ttl, str) and _TTL.fullmatch(ttl.strip()) else None,
         warning=warning,
