@@ -746,6 +746,41 @@ def test_doctype_on_the_declaration_line_keeps_accented_entities(separator):
     assert parsed.entries[0].title == "Café Zürich"
 
 
+def test_xml_base_of_one_entry_does_not_leak_into_the_next():
+    atom_document = atom(
+        '<entry xml:base="http://127.0.0.1/one/"><id>urn:1</id><updated>2024-01-01T00:00:00Z</updated>'
+        '<link href="a"/><title>1</title></entry>'
+        '<entry><id>urn:2</id><updated>2024-01-01T00:00:00Z</updated><link href="b"/><title>2</title></entry>'
+        '<entry xml:base="/three/"><id>urn:3</id><updated>2024-01-01T00:00:00Z</updated>'
+        '<link href="c"/><title>3</title></entry>')
+    parsed = parse(atom_document, "application/atom+xml")
+    assert [entry.url for entry in parsed.entries] == [
+        "http://127.0.0.1/one/a", "http://127.0.0.1/b", "http://127.0.0.1/three/c"]
+    rss_document = rss([{"title": "1", "link": "a"}, {"title": "2", "link": "b"}]).replace(
+        "<item>", '<item xml:base="http://127.0.0.1/one/">', 1)
+    assert [entry.url for entry in parse(rss_document).entries] == ["http://127.0.0.1/one/a", "http://127.0.0.1/b"]
+
+
+def test_a_guid_that_is_not_a_url_is_not_an_article_url():
+    # RSS says a GUID without isPermaLink="false" is a permalink, and feedparser copies it into the link;
+    # "article-123" resolved against the feed's address was an article URL that never existed.
+    items = "".join([
+        "<item><title>no link</title><guid>article-123</guid></item>",
+        "<item><title>number</title><guid isPermaLink='true'>12345</guid></item>",
+        "<item><title>tag</title><guid>tag:example.com,2024:7</guid></item>",
+        "<item><title>guid first</title><guid>article-8</guid><link>http://127.0.0.1/real-8</link></item>",
+        "<item><title>relative link</title><guid>article-9</guid><link>/real-9</link></item>",
+        "<item><title>permalink</title><guid>https://127.0.0.1/perma</guid></item>",
+    ])
+    document = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'
+    parsed = parse(document)
+    assert [(entry.title, entry.guid, entry.url) for entry in parsed.entries] == [
+        ("guid first", "article-8", "http://127.0.0.1/real-8"),
+        ("relative link", "article-9", "http://127.0.0.1/real-9"),
+        ("permalink", "https://127.0.0.1/perma", "https://127.0.0.1/perma"),
+    ]
+
+
 @pytest.mark.parametrize("where", ["cdata", "comment", "text"])
 def test_entity_declaration_text_inside_the_document_is_not_refused(where, parsed_documents):
     # Only the prolog can declare entities: an article about DTDs is not an attack.

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
+from feedparser.mixin import _FeedParserMixin
 
 from newswatch.extract import html_to_text
 from newswatch.workers import Expected
@@ -55,6 +58,26 @@ _TTL = re.compile(r"[0-9]{1,7}")
 # PostgreSQL's btree entries are limited to ~2.7 kB: longer GUIDs are stored as their hash.
 MAX_GUID_BYTES = 2000
 _SKEW = timedelta(hours=1)
+
+
+def _restoring_parent_base(unknown_endtag: Callable) -> Callable:
+    """feedparser's end-tag handler, followed by restoring the enclosing element's xml:base.
+
+    feedparser restores it only when it is non-empty; the document's own base is empty (it is parsed
+    from bytes), so one entry's xml:base stayed in force for the entries after it.
+    """
+    @functools.wraps(unknown_endtag)
+    def end_tag(self, tag: str) -> None:
+        unknown_endtag(self, tag)
+        if self.basestack:
+            self.baseuri = self.basestack[-1]
+
+    end_tag.restores_parent_base = True
+    return end_tag
+
+
+if not getattr(_FeedParserMixin.unknown_endtag, "restores_parent_base", False):
+    _FeedParserMixin.unknown_endtag = _restoring_parent_base(_FeedParserMixin.unknown_endtag)
 
 
 class FeedError(Exception):
@@ -289,17 +312,33 @@ def _http_link(candidate: str | None, base: str) -> str | None:
     return None
 
 
+def _is_absolute_http(candidate: str | None) -> bool:
+    """True for an http(s) URL that stands by itself, without a base to resolve it against."""
+    parts = urlsplit((candidate or "").strip())
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _entry_link(entry: feedparser.FeedParserDict, base: str) -> str | None:
-    link = _http_link(entry.get("link"), base)
+    """The entry's article URL: its link, else an alternate link, else a GUID that is an absolute http(s) URL.
+
+    feedparser also copies a permalink GUID (RSS: no isPermaLink="false"; any Atom id) into ``link``, and
+    "article-123" resolved against the feed's address is an article URL that never existed. So ``link``
+    counts only when a link element gave it, and a GUID only when it is absolute.
+    """
+    links = entry.get("links", [])
+    link = entry.get("link")
+    if link not in {candidate.get("href") for candidate in links}:
+        link = None  # feedparser's copy of the GUID
+    link = _http_link(link, base)
     if link:
         return link
-    for candidate in entry.get("links", []):
+    for candidate in links:
         if candidate.get("rel", "alternate") == "alternate":
             link = _http_link(candidate.get("href"), base)
             if link:
                 return link
     guid = entry.get("id")
-    return _http_link(guid, base) if guid and guid.startswith("http") else None
+    return _http_link(guid, base) if _is_absolute_http(guid) else None
 
 
 def _entry_summary(entry: feedparser.FeedParserDict) -> str:
