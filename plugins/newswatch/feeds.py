@@ -8,6 +8,15 @@ when they are http(s), and summaries are reduced to plain text, so nothing activ
 The entity guard also looks through encodings that hide ``<!ENTITY`` from a byte search (UTF-16/32,
 EBCDIC, UTF-7), text that still looks like markup after conversion (double-escaped tags) is converted
 once more, and GUIDs too long for the database index are replaced by their hash.
+
+Innocent feeds are read as meant rather than refused or garbled: declarations are looked for only in the
+prolog (an article about DTDs may quote ``<!ENTITY`` in CDATA), a UTF-16/32 byte order mark is honoured
+without a declaration, a few stray bytes in a UTF-8 feed are replaced instead of re-decoding it all as
+windows-1252, a DOCTYPE on the XML declaration's line no longer costs the HTML entities, character
+references expat refuses (surrogate pairs written as two references, code points beyond Unicode) are
+repaired, one entry's xml:base no longer leaks into the next (feedparser's end-tag handler is wrapped for
+that), plain-text titles keep their text, and a GUID is an article URL only when it is an absolute
+http(s) URL.
 """
 
 from __future__ import annotations
