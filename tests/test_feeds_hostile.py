@@ -800,7 +800,8 @@ def test_entity_declaration_text_inside_the_document_is_not_refused(where, parse
     '<!-- a <b>comment</b> first -->\n<!DOCTYPE rss [\n<!ENTITY big "AAAA">\n]>\n',
     '<?pi <rss?>\n<!DOCTYPE rss [<!ENTITY big "AAAA">]>\n',
     'stray text <!ENTITY big "AAAA"> <!DOCTYPE rss>\n',
-], ids=["comment", "markup-in-comment", "markup-in-pi", "text"])
+    '<!DOCTYPE rss SYSTEM "x>y<rss" [\n<!ENTITY big "AAAA">\n]>\n',
+], ids=["comment", "markup-in-comment", "markup-in-pi", "text", "markup-in-literal"])
 def test_entity_declarations_anywhere_in_the_prolog_are_still_refused(head, parsed_documents):
     document = rss([{"title": "x", "link": "http://127.0.0.1/x"}], head=head, title="&big;")
     assert refusal(document.replace("&amp;big;", "&big;")).kind == "refused"

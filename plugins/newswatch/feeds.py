@@ -38,9 +38,11 @@ from newswatch.extract import html_to_text
 from newswatch.workers import Expected
 
 _ENTITY_DECLARATION = re.compile(r"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
-# What may come before the root element, skipped whole so that markup inside a comment or processing
-# instruction does not end the prolog early; the first other "<name" is the root element.
-_PROLOG_TOKEN = re.compile(r"<!--.*?(?:-->|\Z)|<\?.*?(?:\?>|\Z)|<![^>]*|<[A-Za-z0-9_:]", re.DOTALL)
+# What may come before the root element, skipped whole so that markup inside a comment, a processing
+# instruction or a quoted literal of a declaration does not end the prolog early; the first other "<name"
+# is the root element.
+_PROLOG_TOKEN = re.compile(
+    r"""<!--.*?(?:-->|\Z)|<\?.*?(?:\?>|\Z)|<!(?:[^>"']|"[^"]*"|'[^']*')*|<[A-Za-z0-9_:]""", re.DOTALL)
 # Encodings in which "<!ENTITY" is not those ASCII bytes, and which feedparser would decode.
 _HIDING_ENCODINGS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be", "cp037", "cp500", "utf-7")
 _CHARSET_PARAM = re.compile(r"charset\s*=\s*(\"[^\"]*\"|[^;\s]+)", re.IGNORECASE)
@@ -139,8 +141,8 @@ def _prolog(text: str) -> str:
     """The text before the root element, the only place where a document can declare entities.
 
     expat reads declarations only from the DOCTYPE, and feedparser's lenient parser only from before the
-    first "<" and letter; this prolog reaches at least as far as both, since comments and processing
-    instructions are skipped whole (an unterminated one runs to the end).
+    first "<" and letter; this prolog reaches at least as far as both, since comments, processing
+    instructions and the quoted literals of declarations are skipped whole (an unterminated one runs on).
     """
     for token in _PROLOG_TOKEN.finditer(text):
         if token.group()[1] not in "!?":
