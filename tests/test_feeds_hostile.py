@@ -642,3 +642,203 @@ def test_entries_of_a_feed_are_stored_with_text_not_markup(site, query):
     entry = query("SELECT title, summary, url FROM feed_entries")[0]
     assert entry == {"title": "Bold claim", "summary": "Para link", "url": "http://127.0.0.1/p?utm_source=x"}
     assert json.dumps(entry).count("<") == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Innocent feeds with hostile-looking shapes: read them, do not refuse or garble them
+
+WORLD_TITLES = ["Привет “мир”", "日本語のニュース — 速報", "Ελληνικά νέα", "Zürich, Genève et Bâle"]
+
+
+def _world_items(prefix: str = "w") -> list[dict]:
+    return [{"title": title, "link": f"http://127.0.0.1/{prefix}/{n}", "guid": f"{prefix}-{n}",
+             "description": f"Text {n} “quoted” – déjà vu"} for n, title in enumerate(WORLD_TITLES)]
+
+
+def stray_byte_feed() -> bytes:
+    """A UTF-8 feed (header and prolog say so) with one byte that is not UTF-8 in one description."""
+    items = _world_items()
+    items[1]["description"] = "STRAY here"
+    return rss(items).encode("utf-8").replace(b"STRAY", b"caf\xe9")
+
+
+def test_one_stray_byte_does_not_garble_a_utf8_feed():
+    # feedparser gives up on UTF-8 for the whole document and re-decodes it as windows-1252: every title
+    # became mojibake ("ÐŸÑ€Ð¸Ð²ÐµÑ‚"). The one bad byte is replaced instead, with a warning.
+    parsed = parse(stray_byte_feed(), "application/rss+xml; charset=utf-8")
+    assert [entry.title for entry in parsed.entries] == WORLD_TITLES
+    assert parsed.entries[1].summary == "caf\ufffd here"
+    assert parsed.entries[0].summary == "Text 0 “quoted” – déjà vu"
+    assert parsed.warning and "not UTF-8" in parsed.warning
+
+
+def test_a_mostly_windows_1252_feed_declared_utf8_is_still_read_as_windows_1252():
+    # Not "nearly all UTF-8": one valid UTF-8 sequence among many windows-1252 letters decides nothing.
+    items = [{"title": "Résumé – déjà vu à l’été", "link": "http://127.0.0.1/a", "description": "Crème brûlée"}]
+    document = rss(items, title="Café", declaration=None).encode("windows-1252").replace(b"Caf\xe9", "Café".encode())
+    parsed = parse(document, "application/rss+xml; charset=utf-8")
+    assert parsed.entries[0].title == "Résumé – déjà vu à l’été"
+    assert parsed.warning and "windows-1252" in parsed.warning
+
+
+def test_surrogate_pair_and_out_of_range_references_keep_the_feed():
+    # feedparser's lenient parser raised on the first of these and the whole feed was refused.
+    items = [
+        {"title": "Smile &#55357;&#56832; decimal", "link": "http://127.0.0.1/1"},
+        {"title": "Smile &#xD83D;&#xDE00; hex", "link": "http://127.0.0.1/2"},
+        {"title": "Beyond &#x110000; Unicode", "link": "http://127.0.0.1/3"},
+        {"title": "Lone &#xD800; high, lone &#56832; low, reversed &#xDE00;&#xD83D;", "link": "http://127.0.0.1/4"},
+        {"title": "Huge &#99999999999999999999; number", "link": "http://127.0.0.1/5"},
+        {"title": "Plain &#233;t&#xE9;", "link": "http://127.0.0.1/6"},
+    ]
+    parsed = parse(rss(items).replace("&amp;#", "&#"))
+    assert [entry.title for entry in parsed.entries] == [
+        "Smile 😀 decimal", "Smile 😀 hex", "Beyond \ufffd Unicode",
+        "Lone \ufffd high, lone \ufffd low, reversed \ufffd\ufffd", "Huge \ufffd number", "Plain été"]
+
+
+ATOM_ENTRY = """<entry><id>urn:{id}</id><updated>2024-01-01T00:00:00Z</updated>
+  <link href="http://127.0.0.1/{id}"/><title{attributes}>{title}</title></entry>"""
+
+
+def atom(entries: str, *, head: str = "") -> str:
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n{head}<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>'
+            f"<id>urn:a</id><updated>2024-01-01T00:00:00Z</updated>\n{entries}</feed>")
+
+
+def test_plain_text_titles_keep_their_text():
+    entries = "".join([
+        ATOM_ENTRY.format(id="text", attributes=' type="text"', title="Use &lt;canvas&gt; now"),
+        ATOM_ENTRY.format(id="default", attributes="", title="Tables &lt;td&gt; and &lt;tr&gt; explained"),
+        ATOM_ENTRY.format(id="html", attributes=' type="html"', title="&lt;b&gt;Bold&lt;/b&gt; move"),
+    ])
+    parsed = parse(atom(entries), "application/atom+xml")
+    assert [entry.title for entry in parsed.entries] == [
+        "Use <canvas> now", "Tables <td> and <tr> explained", "Bold move"]
+    items = [{"title": "TITLE", "link": "http://127.0.0.1/cdata"}]
+    entry = parse(rss(items).replace("TITLE", "<![CDATA[the <script> tag, and a < b]]>")).entries[0]
+    assert entry.title == "the <script> tag, and a < b"
+
+
+def test_plain_text_title_with_real_markup_is_still_reduced_to_text():
+    # A "text" title that carries elements (a closing tag, attributes) is markup in practice: no element and
+    # no script text is stored, as before.
+    entries = "".join([
+        ATOM_ENTRY.format(id="script", attributes=' type="text"', title=escape("<script>alert(1)</script>News")),
+        ATOM_ENTRY.format(id="img", attributes=' type="text"', title=escape("<img src=x onerror=alert(2)>Pic")),
+    ])
+    parsed = parse(atom(entries), "application/atom+xml")
+    assert [entry.title for entry in parsed.entries] == ["News", "Pic"]
+
+
+NETSCAPE_DOCTYPE = ('<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
+                    '"http://my.netscape.com/publish/formats/rss-0.91.dtd">')
+
+
+@pytest.mark.parametrize("separator", ["", " ", "\n"], ids=["same-line", "space", "own-line"])
+def test_doctype_on_the_declaration_line_keeps_accented_entities(separator):
+    # With the DOCTYPE on the declaration's line, expat treated &eacute; as an entity of the external DTD
+    # and silently dropped it: "Caf Zrich".
+    document = rss([{"title": "TITLE", "link": "http://127.0.0.1/a"}], title="FEED", declaration=None)
+    document = document.replace("TITLE", "Caf&eacute; Z&uuml;rich").replace("FEED", "Caf&eacute;")
+    parsed = parse(f'<?xml version="1.0" encoding="utf-8"?>{separator}{NETSCAPE_DOCTYPE}\n{document}')
+    assert parsed.title == "Café"
+    assert parsed.entries[0].title == "Café Zürich"
+
+
+def test_xml_base_of_one_entry_does_not_leak_into_the_next():
+    atom_document = atom(
+        '<entry xml:base="http://127.0.0.1/one/"><id>urn:1</id><updated>2024-01-01T00:00:00Z</updated>'
+        '<link href="a"/><title>1</title></entry>'
+        '<entry><id>urn:2</id><updated>2024-01-01T00:00:00Z</updated><link href="b"/><title>2</title></entry>'
+        '<entry xml:base="/three/"><id>urn:3</id><updated>2024-01-01T00:00:00Z</updated>'
+        '<link href="c"/><title>3</title></entry>')
+    parsed = parse(atom_document, "application/atom+xml")
+    assert [entry.url for entry in parsed.entries] == [
+        "http://127.0.0.1/one/a", "http://127.0.0.1/b", "http://127.0.0.1/three/c"]
+    rss_document = rss([{"title": "1", "link": "a"}, {"title": "2", "link": "b"}]).replace(
+        "<item>", '<item xml:base="http://127.0.0.1/one/">', 1)
+    assert [entry.url for entry in parse(rss_document).entries] == ["http://127.0.0.1/one/a", "http://127.0.0.1/b"]
+
+
+def test_a_guid_that_is_not_a_url_is_not_an_article_url():
+    # RSS says a GUID without isPermaLink="false" is a permalink, and feedparser copies it into the link;
+    # "article-123" resolved against the feed's address was an article URL that never existed.
+    items = "".join([
+        "<item><title>no link</title><guid>article-123</guid></item>",
+        "<item><title>number</title><guid isPermaLink='true'>12345</guid></item>",
+        "<item><title>tag</title><guid>tag:example.com,2024:7</guid></item>",
+        "<item><title>guid first</title><guid>article-8</guid><link>http://127.0.0.1/real-8</link></item>",
+        "<item><title>relative link</title><guid>article-9</guid><link>/real-9</link></item>",
+        "<item><title>permalink</title><guid>https://127.0.0.1/perma</guid></item>",
+    ])
+    document = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'
+    parsed = parse(document)
+    assert [(entry.title, entry.guid, entry.url) for entry in parsed.entries] == [
+        ("guid first", "article-8", "http://127.0.0.1/real-8"),
+        ("relative link", "article-9", "http://127.0.0.1/real-9"),
+        ("permalink", "https://127.0.0.1/perma", "https://127.0.0.1/perma"),
+    ]
+
+
+@pytest.mark.parametrize("where", ["cdata", "comment", "text"])
+def test_entity_declaration_text_inside_the_document_is_not_refused(where, parsed_documents):
+    # Only the prolog can declare entities: an article about DTDs is not an attack.
+    mention = '<!ENTITY copy "(c)"> and <!DOCTYPE html [ ]>'
+    description = {"cdata": f"<![CDATA[Write {mention} in a DTD]]>", "comment": f"<!-- {mention} -->Plain",
+                   "text": escape(f"Write {mention} in a DTD")}[where]
+    items = [{"title": "About DTDs", "link": "http://127.0.0.1/dtd", "description": description}, *good_items("e", 2)]
+    for encoding in ("utf-8", "utf-16"):
+        document = rss(items, declaration=encoding).encode(encoding)
+        parsed = parse(document, "application/rss+xml")
+        assert [entry.title for entry in parsed.entries] == ["About DTDs", "e story 0", "e story 1"]
+    assert len(parsed_documents) == 2
+
+
+@pytest.mark.parametrize("head", [
+    '<!-- <!ENTITY big "AAAA"> -->\n<!DOCTYPE rss>\n',
+    '<!-- a <b>comment</b> first -->\n<!DOCTYPE rss [\n<!ENTITY big "AAAA">\n]>\n',
+    '<?pi <rss?>\n<!DOCTYPE rss [<!ENTITY big "AAAA">]>\n',
+    'stray text <!ENTITY big "AAAA"> <!DOCTYPE rss>\n',
+    '<!DOCTYPE rss SYSTEM "x>y<rss" [\n<!ENTITY big "AAAA">\n]>\n',
+], ids=["comment", "markup-in-comment", "markup-in-pi", "text", "markup-in-literal"])
+def test_entity_declarations_anywhere_in_the_prolog_are_still_refused(head, parsed_documents):
+    document = rss([{"title": "x", "link": "http://127.0.0.1/x"}], head=head, title="&big;")
+    assert refusal(document.replace("&amp;big;", "&big;")).kind == "refused"
+    assert parsed_documents == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("content_type", [RSS_TYPE, None, "text/xml"])
+def test_utf16_and_utf32_with_a_byte_order_mark_and_no_declaration_are_read(encoding, content_type):
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff", "utf-32-le": b"\xff\xfe\x00\x00",
+           "utf-32-be": b"\x00\x00\xfe\xff"}[encoding]
+    document = bom + rss(_world_items(), title="Ελληνικά", declaration=None).encode(encoding)
+    parsed = parse(document, content_type)
+    assert parsed.title == "Ελληνικά" and [entry.title for entry in parsed.entries] == WORLD_TITLES
+    assert parsed.warning is None
+
+
+def test_innocent_odd_feeds_are_polled_and_stored(site, query):
+    """End to end: each of these feeds used to be refused or garbled; now every entry is stored as meant."""
+    odd = {
+        "stray-byte": (stray_byte_feed(), "application/rss+xml; charset=utf-8"),
+        "utf16": (b"\xff\xfe" + rss(_world_items("u"), declaration=None).encode("utf-16-le"), RSS_TYPE),
+        "references": (rss([{"title": "Smile &#55357;&#56832;", "link": "http://127.0.0.1/r"},
+                            *good_items("r", 1)]).replace("&amp;#", "&#").encode(), RSS_TYPE),
+        "cdata-entity": (rss([{"title": "DTD", "link": "http://127.0.0.1/c",
+                               "description": '<![CDATA[<!ENTITY a "b">]]>'}]).encode(), RSS_TYPE),
+    }
+    for name, (body, content_type) in odd.items():
+        site.routes[f"/{name}"] = Route(200, body, {"Content-Type": content_type})
+    settings = _settings(site, [f"/{name}" for name in odd])
+    counts = poll_feeds(sync_feeds(settings), settings)
+    assert (counts["feeds"], counts["failed"]) == (4, 0)
+    rows = query("SELECT f.name, e.title FROM feed_entries e JOIN feeds f ON f.id = e.feed_id ORDER BY e.id")
+    titles: dict[str, list[str]] = {}
+    for row in rows:
+        titles.setdefault(row["name"], []).append(row["title"])
+    assert titles == {"stray-byte": WORLD_TITLES, "utf16": WORLD_TITLES, "references": ["Smile 😀", "r story 0"],
+                      "cdata-entity": ["DTD"]}
+    assert {name: row["last_error_kind"] for name, row in _feeds(query).items()} == {
+        "stray-byte": "warning", "utf16": None, "references": None, "cdata-entity": None}
