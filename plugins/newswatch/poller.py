@@ -42,7 +42,8 @@ from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 log = logging.getLogger(__name__)
 
 FEED_ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+    "application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.9, */*;q=0.5"
 )
 # A permanent redirect must be seen on this many consecutive successful polls before the URL moves.
 REDIRECT_CONFIRMATIONS = 2
