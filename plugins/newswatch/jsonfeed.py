@@ -36,6 +36,7 @@ JSON_MEDIA_TYPES = frozenset({"application/feed+json", "application/json"})
 VERSION_PREFIX = "https://jsonfeed.org/version/"
 # The first byte after an optional UTF-8 byte order mark and whitespace: "{" is JSON, "<" is markup.
 _FIRST_BYTE = re.compile(rb"\A(?:\xef\xbb\xbf)?[ \t\r\n]*(.)", re.DOTALL)
+# Longer integers are read as absent rather than converted: int() refuses over 4,300 digits, failing the document.
 _MAX_INTEGER_DIGITS = 100
 # Where an item's text may be, full content first; the longest one is kept, as for RSS and Atom.
 _TEXT_FIELDS = ("content_html", "content_text", "summary")
