@@ -13,6 +13,7 @@ invalid character references, a bogus <ttl> and oversized GUIDs were found by th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from datetime import UTC, datetime
@@ -334,7 +335,7 @@ def test_byte_order_mark_alone_is_an_error(body):
 
 
 @pytest.mark.parametrize("body, content_type", [
-    (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', "application/json"),
+    (b'{"status": "ok", "results": []}', "application/json"),
     (b"plain text, no markup at all", "text/plain"),
     (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "image/png"),
 ], ids=["json", "text", "binary"])
@@ -522,6 +523,9 @@ HOSTILE_FEEDS = {
     "xxe": (Route(200, XXE.encode(), {"Content-Type": RSS_TYPE}), "refused"),
     "challenge": (Route(200, CHALLENGE_PAGE, {"Content-Type": "text/html; charset=UTF-8"}), "not_a_feed"),
     "empty": (Route(200, b"", {"Content-Type": RSS_TYPE}), "empty"),
+    "json-nested": (Route(200, b"[" * 100_000 + b"]" * 100_000, {"Content-Type": "application/json"}), "invalid"),
+    "json-items-not-a-list": (Route(200, b'{"version": "https://jsonfeed.org/version/1.1", "items": {"id": "1"}}',
+                                    {"Content-Type": "application/feed+json"}), "invalid"),
 }
 
 
@@ -842,3 +846,169 @@ def test_innocent_odd_feeds_are_polled_and_stored(site, query):
                       "cdata-entity": ["DTD"]}
     assert {name: row["last_error_kind"] for name, row in _feeds(query).items()} == {
         "stray-byte": "warning", "utf16": None, "references": None, "cdata-entity": None}
+
+# JSON Feed (https://www.jsonfeed.org/version/1.1/): the same guarantees as RSS and Atom
+
+JSON_FEED_TYPE = "application/feed+json"
+JSON_FEED_1_1 = "https://jsonfeed.org/version/1.1"
+
+
+def json_feed(items: list, *, version: object = JSON_FEED_1_1, title: object = "JSON news", **extra) -> bytes:
+    return json.dumps({"version": version, "title": title, "home_page_url": "http://127.0.0.1/", **extra,
+                       "items": items}).encode()
+
+
+def json_items(prefix: str, count: int = 3) -> list[dict]:
+    return [{"id": f"{prefix}-{n}", "url": f"http://127.0.0.1/{prefix}/{n}", "title": f"{prefix} story {n}",
+             "content_text": f"Summary {n} of {prefix}."} for n in range(count)]
+
+
+@pytest.mark.parametrize("version", ["https://jsonfeed.org/version/1", JSON_FEED_1_1])
+def test_json_feed_items_map_onto_entries(version):
+    items = [
+        {"id": "a", "url": "http://127.0.0.1/a", "title": "Alpha <b>bold</b>",
+         "content_html": "<p>Body of <em>alpha</em></p><script>alert(1)</script>", "summary": "short",
+         "date_published": "2024-05-31T20:30:00+02:00", "date_modified": "2024-05-31T23:00:00Z"},
+        {"id": "b", "external_url": "https://example.org/b", "content_text": "Plain text of beta",
+         "date_modified": "2024-05-30T10:00:00.123456789Z"},
+        {"id": "c", "url": "/relative/c", "title": "Gamma", "summary": "Only a summary"},
+    ]
+    parsed = parse(json_feed(items, version=version), JSON_FEED_TYPE)
+    assert parsed.title == "JSON news" and parsed.warning is None
+    assert [(e.guid, e.url, e.title, e.summary, e.published_at) for e in parsed.entries] == [
+        ("a", "http://127.0.0.1/a", "Alpha bold", "Body of alpha", datetime(2024, 5, 31, 18, 30, tzinfo=UTC)),
+        ("b", "https://example.org/b", "", "Plain text of beta", datetime(2024, 5, 30, 10, 0, 0, 123456, tzinfo=UTC)),
+        ("c", "http://127.0.0.1/relative/c", "Gamma", "Only a summary", None),
+    ]
+
+
+@pytest.mark.parametrize("content_type", [JSON_FEED_TYPE, "application/json; charset=utf-8", None,
+                                          "text/plain", "application/octet-stream", RSS_TYPE])
+def test_json_feed_is_recognised_by_content_type_or_body(content_type):
+    parsed = parse(b"\xef\xbb\xbf\n " + json_feed(json_items("ct", 2)), content_type)
+    assert [entry.guid for entry in parsed.entries] == ["ct-0", "ct-1"]
+
+
+# JSON has no character references: a tab or newline inside the scheme is the trick left.
+JSON_HOSTILE_LINKS = ["javascript:alert(1)", "  JavaScript:alert(2)", "java\tscript:alert(3)", "java\nscript:alert(4)",
+                      "vbscript:msgbox(5)", "data:text/html;base64,PHNjcmlwdD5hbGVydCg2KTwvc2NyaXB0Pg==",
+                      "file:///etc/passwd", "ftp://127.0.0.1/x", "https:///no-host", "mailto:desk@example.org"]
+
+
+def test_json_feed_links_and_text_are_as_safe_as_rss():
+    long_id = "x" * 5_000
+    items = [{"id": f"bad-{n}", "url": link, "title": "bad"} for n, link in enumerate(JSON_HOSTILE_LINKS)]
+    items += [
+        {"id": "fallback", "url": "javascript:alert(7)", "external_url": "http://127.0.0.1/external"},
+        {"id": "text", "url": "http://127.0.0.1/text", "title": "<script>alert(1)</script>Headline",
+         "content_text": "&lt;script&gt;alert(2)&lt;/script&gt;Hello <b>world</b>"},
+        {"id": "surrogate\ud800", "url": "http://127.0.0.1/s", "title": "lone \udc00 half"},
+        {"id": "surrogate-link", "url": "http://127.0.0.1/\ud800"},
+        {"id": long_id, "url": "http://127.0.0.1/long"},
+        {"id": "text", "url": "http://127.0.0.1/duplicate", "title": "same id again"},
+        {"id": "   ", "url": "http://127.0.0.1/blank-id"},
+    ]
+    parsed = parse(json_feed(items, title="<i>Feed</i> \ud800"), "application/json")
+    assert parsed.title == "Feed \ufffd"
+    assert [(entry.guid, entry.url, entry.title, entry.summary) for entry in parsed.entries] == [
+        ("fallback", "http://127.0.0.1/external", "", ""),
+        ("text", "http://127.0.0.1/text", "Headline", "Hello world"),
+        ("surrogate\ufffd", "http://127.0.0.1/s", "lone \ufffd half", ""),
+        ("sha256:" + hashlib.sha256(long_id.encode()).hexdigest(), "http://127.0.0.1/long", "", ""),
+        ("http://127.0.0.1/blank-id", "http://127.0.0.1/blank-id", "", ""),
+    ]
+
+
+def test_json_feed_dates_in_the_future_or_unreadable_are_dropped():
+    dates = ["2100-01-01T00:00:00Z", "yesterday", "2024-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+             "99999-01-01T00:00:00Z", 1717200000, None, "2024-05-31t12:00:00z"]
+    items = [{"id": str(n), "url": f"http://127.0.0.1/{n}", "date_published": date} for n, date in enumerate(dates)]
+    parsed = parse(json_feed(items), JSON_FEED_TYPE)
+    assert [entry.published_at for entry in parsed.entries] == [None] * 7 + [datetime(2024, 5, 31, 12, tzinfo=UTC)]
+
+
+def test_json_feed_max_entries_caps_a_huge_feed():
+    assert len(parse(json_feed(json_items("many", 500)), JSON_FEED_TYPE, max_entries=50).entries) == 50
+
+
+def test_json_feed_bad_items_are_skipped_and_the_good_ones_kept():
+    huge = "9" * 5_000  # beyond Python's 4,300-digit limit for int(): json.loads raises ValueError on it
+    document = (
+        '{"version": "' + JSON_FEED_1_1 + '", "title": ["not", "a", "string"], "items": ['
+        'null, "a string", 5, [], {"url": 5, "id": "no-link"},'
+        '{"id": 7, "url": "http://127.0.0.1/int-id", "title": 3, "content_html": {"x": 1}},'
+        '{"id": {"x": 1}, "url": "http://127.0.0.1/object-id", "date_published": ["2024"]},'
+        '{"id": true, "url": "http://127.0.0.1/bool-id"},'
+        '{"id": ' + huge + ', "url": "http://127.0.0.1/huge-id", "title": 1e999999},'
+        '{"id": "good", "url": "http://127.0.0.1/good", "title": "Good", "summary": "Kept"}]}'
+    )
+    parsed = parse(document.encode(), JSON_FEED_TYPE)
+    assert parsed.title == ""
+    assert [(entry.guid, entry.url, entry.title, entry.summary) for entry in parsed.entries] == [
+        ("7", "http://127.0.0.1/int-id", "", ""),
+        ("http://127.0.0.1/object-id", "http://127.0.0.1/object-id", "", ""),
+        ("http://127.0.0.1/bool-id", "http://127.0.0.1/bool-id", "", ""),
+        ("http://127.0.0.1/huge-id", "http://127.0.0.1/huge-id", "", ""),
+        ("good", "http://127.0.0.1/good", "Good", "Kept"),
+    ]
+    assert parsed.warning and "items that are not objects: 4" in parsed.warning
+
+
+def test_json_text_about_xml_entities_is_not_refused(parsed_documents):
+    items = [{"id": "dtd", "url": "http://127.0.0.1/dtd", "title": "Why <!ENTITY and <!DOCTYPE x [ matter"}]
+    parsed = parse(json_feed(items), JSON_FEED_TYPE)
+    assert [entry.guid for entry in parsed.entries] == ["dtd"] and parsed_documents == []
+
+
+@pytest.mark.parametrize(("body", "content_type", "kind"), [
+    (b"[1, 2, 3]", "application/json", "not_a_feed"),
+    (b'"just a string"', "application/json", "not_a_feed"),
+    (b"12345", JSON_FEED_TYPE, "not_a_feed"),
+    (b'{"status": "ok", "items": []}', JSON_FEED_TYPE, "not_a_feed"),
+    (b'{"version": 1.1, "items": []}', JSON_FEED_TYPE, "not_a_feed"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": {"id": "1"}}', JSON_FEED_TYPE, "invalid"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": "none"}', None, "invalid"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "a"', JSON_FEED_TYPE, "invalid"),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", "invalid"),
+    (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, None, "invalid"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "title": "caf\xe9", "items": []}', JSON_FEED_TYPE,
+     "invalid"),
+    (b"{not json at all", JSON_FEED_TYPE, "invalid"),
+], ids=["array", "string", "number", "no-version", "version-not-a-string", "items-object", "items-string",
+        "truncated", "nested-arrays", "nested-objects", "invalid-utf8", "not-json"])
+def test_hostile_json_gives_a_clear_feed_error(body, content_type, kind):
+    error = refusal(body, content_type)
+    assert error.kind == kind and error.message and len(error.message) <= 300
+
+
+def test_rss_served_as_json_is_still_read():
+    parsed = parse(rss(good_items("mislabelled", 2)), "application/json")
+    assert [entry.guid for entry in parsed.entries] == ["mislabelled-0", "mislabelled-1"]
+
+
+def test_json_feed_without_items_is_ok_not_an_error():
+    parsed = parse(b'{"version": "https://jsonfeed.org/version/1.1", "title": "Quiet"}', JSON_FEED_TYPE)
+    assert parsed.title == "Quiet" and parsed.entries == [] and parsed.warning is None
+
+
+def test_json_feed_is_polled_and_stored_end_to_end(site, query):
+    items = json_items("json", 3)
+    items[0]["content_html"] = "<p>Para</p><script>x()</script>"
+    site.routes["/feed.json"] = Route(200, json_feed(items), {"Content-Type": JSON_FEED_TYPE}, etag='"j1"')
+    settings = _settings(site, [*_serve_good(site), "/feed.json"])
+    counts = poll_feeds(sync_feeds(settings), settings)
+
+    assert (counts["feeds"], counts["failed"], counts["new_entries"]) == (3, 0, 9)
+    stored = query("SELECT e.guid, e.url, e.title, e.summary FROM feed_entries e JOIN feeds f ON f.id = e.feed_id "
+                   "WHERE f.name = 'feed.json' ORDER BY e.guid")
+    assert stored == [
+        {"guid": "json-0", "url": "http://127.0.0.1/json/0", "title": "json story 0", "summary": "Para"},
+        {"guid": "json-1", "url": "http://127.0.0.1/json/1", "title": "json story 1", "summary": "Summary 1 of json."},
+        {"guid": "json-2", "url": "http://127.0.0.1/json/2", "title": "json story 2", "summary": "Summary 2 of json."},
+    ]
+    assert _feeds(query)["feed.json"]["last_error_kind"] is None
+    accept = site.hits("/feed.json")[0].headers["accept"]
+    assert "application/feed+json" in accept and "application/rss+xml" in accept
+
+    again = poll_feeds(sync_feeds(settings, force=True), settings)
+    assert again["new_entries"] == 0 and again["not_modified"] == 3

@@ -27,18 +27,21 @@ XML = {"Content-Type": "application/rss+xml"}
 
 
 def rss(items: int, *, gap: timedelta = timedelta(hours=1), latest: timedelta = timedelta(minutes=1),
-        ttl: int | None = None, prefix: str = "item") -> bytes:
-    """An RSS document with ``items`` entries, the newest ``latest`` ago, each ``gap`` older than the previous."""
+        ttl: int | None = None, prefix: str = "item", oldest_first: bool = False, dated: bool = True) -> bytes:
+    """An RSS document with ``items`` entries, the newest ``latest`` ago, each ``gap`` older than the previous.
+
+    Entry ``item/0`` is the newest; the document lists it first unless ``oldest_first``."""
     now = datetime.now(UTC)
     parts = ['<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
              "<link>http://127.0.0.1/</link><description>d</description>"]
     if ttl is not None:
         parts.append(f"<ttl>{ttl}</ttl>")
-    for index in range(items):
+    for index in reversed(range(items)) if oldest_first else range(items):
         published = format_datetime(now - latest - gap * index, usegmt=True)
         link = f"http://127.0.0.1/{prefix}/{index}"
+        date = f"<pubDate>{published}</pubDate>" if dated else ""
         parts.append(f"<item><title>{prefix} {index}</title><link>{escape(link)}</link><guid>{escape(link)}</guid>"
-                     f"<pubDate>{published}</pubDate><description>text</description></item>")
+                     f"{date}<description>text</description></item>")
     parts.append("</channel></rss>")
     return "".join(parts).encode()
 
@@ -480,6 +483,63 @@ def test_a_feed_that_parses_for_ever_costs_its_own_poll_only(site, query, capsys
     health = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert health["pathological"]["state"] == "failing" and health["pathological"]["error_kind"] == "parser_timeout"
     assert health["fine"]["state"] == "ok"
+
+
+# --- more new entries than one poll takes ---------------------------------------------------------
+
+
+def stored_items(query, name: str) -> list[int]:
+    """Item numbers of a feed's stored entries, in the order they were queued (the order articles are fetched)."""
+    rows = query("SELECT e.url FROM feed_entries e JOIN feeds f ON f.id = e.feed_id WHERE f.name = %s ORDER BY e.id",
+                 (name,))
+    return [int(row["url"].rsplit("/", 1)[1]) for row in rows]
+
+
+def test_a_feed_that_outruns_the_cap_is_queued_newest_first_over_several_polls(site, query, capsys):
+    """61 new entries listed oldest first, 50 per poll: the 50 newest now, the other 11 on the next poll, none
+    lost and none twice, and feed health says the feed outran the cap while it did. The server's ETag does not
+    hide the remainder behind a 304."""
+    site.routes["/burst"] = Route(200, rss(61, gap=timedelta(minutes=1), oldest_first=True), XML, etag='"v1"')
+    settings = make_settings([{"name": "burst", "url": site.url("/burst")}], max_articles_per_feed=50)
+
+    assert poll(settings)["new_entries"] == 50
+    assert stored_items(query, "burst") == list(range(50))  # the newest, newest first
+    row = feed_row(query, "burst")
+    assert row["last_error_kind"] == "warning" and row["consecutive_failures"] == 0
+    assert "outran" in row["last_error"] and "61 new entries" in row["last_error"] and "11" in row["last_error"]
+    assert main(["feeds", "--json"]) == 0
+    health = json.loads(capsys.readouterr().out)[0]
+    assert health["state"] == "ok" and health["error_kind"] == "warning" and "outran" in health["error"]
+
+    make_due(query, "burst")
+    assert poll(settings)["new_entries"] == 11
+    assert "if-none-match" not in site.requests[-1].headers  # the remainder is in the document we have
+    assert sorted(stored_items(query, "burst")) == list(range(61))
+    assert len(query("SELECT id FROM feed_entries")) == 61
+    row = feed_row(query, "burst")
+    assert row["last_error_kind"] is None and row["last_error"] is None and row["etag"] == '"v1"'
+
+    make_due(query, "burst")
+    assert poll(settings) == {"feeds": 1, "failed": 0, "not_modified": 1, "new_entries": 0}
+
+
+def test_entries_without_a_date_are_queued_after_dated_ones_in_document_order(site, query):
+    dated = rss(3, oldest_first=True).split(b"<item>", 1)[1].rsplit(b"</channel>", 1)[0]  # item/2, item/1, item/0
+    undated = rss(4, prefix="undated", dated=False).split(b"<item>", 1)[1].rsplit(b"</channel>", 1)[0]
+    head = b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+    # Document order: undated/0, item/2, undated/1, item/1, undated/2, item/0, undated/3.
+    dated_items, undated_items = dated.split(b"<item>"), undated.split(b"<item>")
+    mixed = [item for pair in zip(undated_items, dated_items, strict=False) for item in pair] + undated_items[3:]
+    document = head + b"".join(b"<item>" + item for item in mixed) + b"</channel></rss>"
+    site.routes["/mixed"] = Route(200, document, XML)
+    settings = make_settings([{"name": "mixed", "url": site.url("/mixed")}], max_articles_per_feed=5)
+
+    assert poll(settings)["new_entries"] == 5
+    urls = [row["url"].removeprefix("http://127.0.0.1/") for row in query("SELECT url FROM feed_entries ORDER BY id")]
+    assert urls == ["item/0", "item/1", "item/2", "undated/0", "undated/1"]
+    make_due(query, "mixed")
+    assert poll(settings)["new_entries"] == 2
+    assert len(query("SELECT DISTINCT url FROM feed_entries")) == 7
 
 
 # --- visibility ------------------------------------------------------------------------------------

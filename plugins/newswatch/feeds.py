@@ -1,4 +1,4 @@
-"""Parse RSS/Atom bytes into entries with feedparser, defensively.
+"""Parse RSS/Atom bytes into entries with feedparser, defensively (JSON Feed: ``newswatch.jsonfeed``).
 
 feedparser is only ever given bytes we fetched ourselves (it must never fetch: no timeouts, follows
 redirects to loopback, reads local paths). Documents that declare entities are refused before parsing,
@@ -352,6 +352,17 @@ def _entry_link(entry: feedparser.FeedParserDict, base: str) -> str | None:
     return _http_link(guid, base) if _is_absolute_http(guid) else None
 
 
+def _entry_guid(raw_id: str | None, link: str, title: str, summary: str) -> str:
+    """The entry's key in ``feed_entries``: its id, else its link; hashed when too long for the index, and
+    derived from its text when there is nothing else."""
+    guid = _SURROGATES.sub("\ufffd", (raw_id or link).strip())
+    if len(guid.encode("utf-8")) > MAX_GUID_BYTES:
+        guid = "sha256:" + hashlib.sha256(guid.encode("utf-8")).hexdigest()
+    if not guid:
+        guid = hashlib.sha256(f"{title}\n{summary}".encode()).hexdigest()
+    return guid
+
+
 def _entry_summary(entry: feedparser.FeedParserDict) -> str:
     candidates = [entry.get("summary", "")]
     candidates += [content.get("value", "") for content in entry.get("content", [])]
@@ -382,6 +393,10 @@ def parse_feed(
     now = now or datetime.now(UTC)
     if not content.strip():
         raise FeedError("empty", "the server returned an empty document")
+    from newswatch import jsonfeed  # imported here: it builds on this module's helpers
+
+    if jsonfeed.is_json(content, content_type):
+        return jsonfeed.parse_json_feed(content, url=url, max_entries=max_entries, now=now)
     if _declares_entities(content, content_type):
         raise FeedError("refused", "the document declares XML entities or a DOCTYPE subset (refused for safety)")
     content, content_type, repair = _readable(content, content_type)
@@ -405,11 +420,7 @@ def parse_feed(
             continue
         title = _title(entry.get("title", ""), entry.get("title_detail"))
         summary = _entry_summary(entry)
-        guid = _SURROGATES.sub("\ufffd", (entry.get("id") or link).strip())
-        if len(guid.encode("utf-8")) > MAX_GUID_BYTES:
-            guid = "sha256:" + hashlib.sha256(guid.encode("utf-8")).hexdigest()
-        if not guid:
-            guid = hashlib.sha256(f"{title}\n{summary}".encode()).hexdigest()
+        guid = _entry_guid(entry.get("id"), link, title, summary)
         if guid in seen:
             continue
         seen.add(guid)
