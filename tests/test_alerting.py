@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from newswatch.alerting import deliver_alerts, match_rules
 from newswatch.config import load_settings
 from newswatch.pipeline import run_cycle
 from tests.scenario import seed_config, serve_seed_sites
+from tests.servers import TricklingReceiver
 
 
 def _settings(tmp_path, site, webhook, smtp, **changes):
@@ -260,3 +262,41 @@ def test_rules_run_outside_any_transaction(tmp_path, site, webhook, smtp, query,
     assert seen and set(seen) == {(0,)}
     assert counts["new_alerts"] == 2 and len(query("SELECT id FROM alerts")) == 2
     assert match_rules(settings)["new_alerts"] == 0
+
+
+@pytest.mark.parametrize("scheme", ["webhook+http", "json"])
+def test_a_trickling_channel_is_cut_at_its_deadline_and_blocks_no_other(tmp_path, site, webhook, smtp, query,
+                                                                        database_url, scheme):
+    """A receiver that answers one byte a second (each read well within the read timeout) would hold a send
+    for minutes: the send is cut at ``alerts.send_timeout``, recorded as a failed attempt of kind ``timeout``,
+    and the other channel's alert of the same run is delivered. No transaction is open while it waits."""
+    import psycopg2
+
+    seen: list[tuple] = []
+
+    def open_transactions(request) -> None:
+        with psycopg2.connect(database_url) as connection, connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state LIKE 'idle in transaction%'")
+            seen.append(cur.fetchone())
+        connection.close()
+
+    slow = TricklingReceiver(on_request=open_transactions).start()
+    try:
+        serve_seed_sites(site)
+        settings = _settings(tmp_path, site, webhook, smtp, alerts={"retry_base_seconds": 0, "send_timeout": 2},
+                             channels=[{"name": "webhook", "url": f"{scheme}://127.0.0.1:{slow.port}/hook"},
+                                       {"name": "email", "url": f"mailto://127.0.0.1:{smtp.port}?from=nw@example.org"
+                                                                "&to=desk@example.org&mode=insecure"}])
+        run_cycle(settings)
+    finally:
+        slow.stop()
+    assert len(slow.requests) == 1 and seen == [(0,)]
+    assert slow.bytes_sent < len(TricklingReceiver.ANSWER)  # the answer never completed
+    attempts = {row["channel"]: row for row in query("SELECT channel, outcome, error FROM delivery_attempts")}
+    assert attempts["webhook"]["outcome"] == "failed"
+    assert attempts["webhook"]["error"].startswith("timeout: ")
+    assert attempts["email"]["outcome"] == "sent" and len(smtp.wait_for(1)) == 1
+    rows = {row["channel"]: row for row in query("SELECT channel, status, last_error FROM alerts")}
+    assert rows["webhook"]["status"] == "pending" and rows["webhook"]["last_error"].startswith("timeout: ")
+    assert rows["email"]["status"] == "sent"

@@ -222,8 +222,8 @@ def _attempt(settings: Settings, table: str, row: dict, message: Message) -> str
     started = time.monotonic()
     try:
         if channel is None:
-            raise DeliveryError(f"channel {row['channel']!r} is no longer in the configuration")
-        send_to_channel(channel, message)
+            raise DeliveryError("config", f"channel {row['channel']!r} is no longer in the configuration")
+        send_to_channel(channel, message, timeout=settings.alerts.send_timeout)
     except DeliveryError as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a broken channel must not block the others

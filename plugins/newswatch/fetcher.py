@@ -253,6 +253,20 @@ class _WatchedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
+def watched_session() -> requests.Session:
+    """A session for trusted URLs (configured webhooks) whose requests a :func:`deadline` can cut."""
+    session = requests.Session()
+    adapter = _WatchedAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def deadline(seconds: float) -> _Watchdog:
+    """A total deadline for the requests this thread makes through a watched session (a context manager)."""
+    return _Watchdog(seconds)
+
+
 class Fetcher:
     """A polite, bounded HTTP client; one per worker thread (requests sessions are not thread-safe)."""
 
