@@ -300,3 +300,32 @@ def test_a_trickling_channel_is_cut_at_its_deadline_and_blocks_no_other(tmp_path
     rows = {row["channel"]: row for row in query("SELECT channel, status, last_error FROM alerts")}
     assert rows["webhook"]["status"] == "pending" and rows["webhook"]["last_error"].startswith("timeout: ")
     assert rows["email"]["status"] == "sent"
+
+
+@pytest.mark.parametrize("scheme", ["webhook+http", "json"])
+def test_an_answer_after_the_deadline_means_a_repeat_with_the_same_idempotency_key(tmp_path, site, webhook, smtp,
+                                                                                   query, scheme):
+    """The receiver took the first POST but answered too late: the send counts as failed (``timeout``), the
+    retry delivers it again, and both carry the alert's Idempotency-Key, so the receiver can drop the repeat."""
+    import time
+
+    from tests.servers import Route
+
+    def late_once(request) -> Route:
+        if len(site.hits("/late")) == 1:
+            time.sleep(2.5)  # past send_timeout: the sender has given up by the time this answer leaves
+        return Route(200, b'{"ok": true}', {"Content-Type": "application/json"})
+
+    site.routes["/late"] = late_once
+    serve_seed_sites(site)
+    settings = _settings(tmp_path, site, webhook, smtp, alerts={"retry_base_seconds": 0, "send_timeout": 1},
+                         channels=[{"name": "webhook", "url": f"{scheme}://127.0.0.1:{site.server_address[1]}/late"},
+                                   {"name": "email", "url": f"jsonl://{tmp_path / 'alerts.jsonl'}"}])
+    run_cycle(settings)
+    deliver_alerts(settings)
+    key = query("SELECT idempotency_key FROM alerts WHERE channel = 'webhook'")[0]["idempotency_key"]
+    assert [request.headers.get("idempotency-key") for request in site.hits("/late")] == [key, key]
+    attempts = query("SELECT outcome, error FROM delivery_attempts WHERE channel = 'webhook' ORDER BY id")
+    assert [row["outcome"] for row in attempts] == ["failed", "sent"]
+    assert attempts[0]["error"].startswith("timeout: ") and "may have received" in attempts[0]["error"]
+    assert query("SELECT status, attempts FROM alerts WHERE channel = 'webhook'") == [{"status": "sent", "attempts": 2}]

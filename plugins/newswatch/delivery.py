@@ -33,6 +33,7 @@ from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from newswatch.config import Channel, Settings
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 JSONL_SCHEME = "jsonl://"
 WEBHOOK_SCHEMES = ("webhook+http://", "webhook+https://")
 _EMAIL_SCHEMES = ("mailto://", "mailtos://")
+# Apprise's generic webhooks: they take extra request headers as ``+Name=value`` URL parameters.
+_APPRISE_WEBHOOK_SCHEMES = ("json://", "jsons://", "xml://", "xmls://", "form://", "forms://")
 _WEBHOOK_TIMEOUT = (5, 15)
 SEND_TIMEOUT = 30.0  # seconds a send may take, answer included (alerts.send_timeout)
 # A webhook's own deadline cuts its socket; the thread waiting on it allows this much more, so that
@@ -294,7 +297,7 @@ def _send_apprise(channel_url: str, message: Message) -> None:
     import apprise
 
     sender = apprise.Apprise()
-    if not sender.add(channel_url):
+    if not sender.add(_with_idempotency_header(channel_url, message.idempotency_key)):
         raise DeliveryError("config", f"not a valid Apprise URL: {redact_channel(channel_url)}")
     html = getattr(message, "html", None)
     if channel_url.startswith(_EMAIL_SCHEMES) and html is not None:
@@ -305,6 +308,15 @@ def _send_apprise(channel_url: str, message: Message) -> None:
                            notify_type=apprise.NotifyType.INFO)
     if not result:
         raise DeliveryError("refused", f"{redact_channel(channel_url)} did not accept the message ({result!r})")
+
+
+def _with_idempotency_header(channel_url: str, key: str) -> str:
+    """An Apprise webhook URL that also sends ``Idempotency-Key: <key>``, like ``webhook+https://`` does."""
+    if not channel_url.startswith(_APPRISE_WEBHOOK_SCHEMES):
+        return channel_url
+    base, _, fragment = channel_url.partition("#")
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}{quote('+Idempotency-Key')}={quote(key)}" + (f"#{fragment}" if fragment else "")
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
