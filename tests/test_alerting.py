@@ -329,3 +329,45 @@ def test_an_answer_after_the_deadline_means_a_repeat_with_the_same_idempotency_k
     assert [row["outcome"] for row in attempts] == ["failed", "sent"]
     assert attempts[0]["error"].startswith("timeout: ") and "may have received" in attempts[0]["error"]
     assert query("SELECT status, attempts FROM alerts WHERE channel = 'webhook'") == [{"status": "sent", "attempts": 2}]
+
+
+MENTIONS = "@everyone @here @channel <@123> <@!124> <@&456> <#789> <!channel> <!here> <!everyone>"
+PING = r"@(everyone|here|channel)\b|<[@#!][\w&!^]"  # what Discord, Slack or Mattermost would turn into a ping
+
+
+def test_chat_channels_get_mentions_neutralised_and_webhooks_the_raw_title(tmp_path, site, webhook, smtp, query):
+    """A feed title that says ``@everyone`` must not ping a whole Discord server or Slack channel: chat text
+    reads the same with a zero-width space after each ``@``/``<!``, while JSON webhooks get the title as data."""
+    import re
+
+    from tests.scenario import SEED_TITLE, rss
+    from tests.servers import Route
+
+    serve_seed_sites(site)
+    hostile = f"{SEED_TITLE} {MENTIONS} via https://social.example/@reporter/1"
+    for feed, page in (("/a/feed.xml", "/monde/contre-attaque-americaine-en-syrie"),
+                       ("/b/rss", "/2022/08/25/syrie-contre-attaque.html")):
+        site.routes[feed] = Route(200, rss("x", [{"title": hostile, "link": site.url(page)}]),
+                                  {"Content-Type": "application/rss+xml"})
+    port = webhook.server_address[1]
+    settings = _settings(tmp_path, site, webhook, smtp, channels=[
+        {"name": "webhook", "url": f"mmost://127.0.0.1:{port}/hookstoken"},
+        {"name": "email", "url": f"webhook+http://127.0.0.1:{port}/raw"}])
+    run_cycle(settings)
+
+    chat = next(payload for payload in webhook.received if "text" in payload)
+    data = next(payload for payload in webhook.received if payload.get("type") == "alert")
+    assert "@everyone" in data["title"] and "<@&456>" in data["title"]  # data, not chat text: unchanged
+    assert not re.search(PING, chat["text"]), chat["text"]
+    assert data["title"] in chat["text"].replace("\u200b", "")  # reads the same
+    assert "https://social.example/@reporter/1" in chat["text"]  # links keep working
+
+    # Every mention form, straight through the delivery function (feedparser drops the <!…> ones).
+    from newswatch.delivery import AlertMessage, send
+
+    message = AlertMessage("key", "rule", 1, f"Title {MENTIONS}", "https://example.org/a", "en", "feed",
+                           None, summary=f"Summary {MENTIONS} mail desk@example.org")
+    send(f"mmost://127.0.0.1:{port}/hookstoken", message)
+    text = webhook.received[-1]["text"]
+    assert not re.search(PING, text), text
+    assert f"Title {MENTIONS}" in text.replace("\u200b", "") and f"Summary {MENTIONS}" in text.replace("\u200b", "")

@@ -16,7 +16,9 @@ A ``timeout`` means the request may have arrived: the retry repeats it, with the
   receivers can verify the sender and drop repeats.
 - ``mailto://`` and ``mailtos://`` get an HTML body (with Apprise's plain-text alternative); every
   feed-derived string is escaped.
-- Other Apprise URLs get plain text: no markup, so a feed title cannot become a Slack ``<!channel>``.
+- Other Apprise URLs get plain text: no markup, so a feed title cannot become a Slack ``<!channel>``;
+  chats (every Apprise URL but email and the ``json://``/``xml://``/``form://`` webhooks) get their
+  mentions neutralised too (:func:`neutralise_mentions`), so ``@everyone`` in a title pings nobody.
 - ``jsonl://PATH`` appends one JSON object per message to a local file.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -300,14 +303,38 @@ def _send_apprise(channel_url: str, message: Message) -> None:
     if not sender.add(_with_idempotency_header(channel_url, message.idempotency_key)):
         raise DeliveryError("config", f"not a valid Apprise URL: {redact_channel(channel_url)}")
     html = getattr(message, "html", None)
+    title = message.subject
     if channel_url.startswith(_EMAIL_SCHEMES) and html is not None:
         body, body_format = html(), apprise.NotifyFormat.HTML
-    else:
+    elif channel_url.startswith(_APPRISE_WEBHOOK_SCHEMES + _EMAIL_SCHEMES):
         body, body_format = message.text(), apprise.NotifyFormat.TEXT
-    result = sender.notify(title=message.subject, body=body, body_format=body_format,
-                           notify_type=apprise.NotifyType.INFO)
+    else:  # a chat: Discord, Slack, Mattermost, Teams, Telegram, ntfy, …
+        title, body, body_format = neutralise_mentions(title), neutralise_mentions(message.text()), \
+            apprise.NotifyFormat.TEXT
+    result = sender.notify(title=title, body=body, body_format=body_format, notify_type=apprise.NotifyType.INFO)
     if not result:
         raise DeliveryError("refused", f"{redact_channel(channel_url)} did not accept the message ({result!r})")
+
+
+_ZERO_WIDTH_SPACE = "\u200b"
+_URL = re.compile(r"(https?://\S+)")
+_BRACKET_MENTION = re.compile(r"<([@#!])")  # <@id> <@!id> <@&id> <#id> <!channel> <!here> <!everyone> <!subteam^id>
+_AT_MENTION = re.compile(r"@(?=\w)")  # @everyone @here @channel @all @name
+_MASS_MENTION = re.compile(r"@(?=(?:everyone|here|channel|all)\b)")
+
+
+def neutralise_mentions(text: str) -> str:
+    """Chat text that reads the same but pings nobody: a zero-width space after each mention's ``@``/``<!``.
+
+    Feed titles are written by strangers; Discord turns ``@everyone`` into a ping of the whole server and
+    Slack ``<!channel>`` into one of the whole channel. Inside links only the mass mentions are broken, so
+    ``https://social.example/@name`` still opens. Email (escaped HTML) and webhooks (JSON, XML and form
+    bodies, ``jsonl://`` files) carry the text as data, which pings nobody: they get it unchanged.
+    """
+    text = _BRACKET_MENTION.sub(lambda match: f"<{match.group(1)}{_ZERO_WIDTH_SPACE}", text)
+    return "".join(_MASS_MENTION.sub("@" + _ZERO_WIDTH_SPACE, part) if index % 2
+                   else _AT_MENTION.sub("@" + _ZERO_WIDTH_SPACE, part)
+                   for index, part in enumerate(_URL.split(text)))
 
 
 def _with_idempotency_header(channel_url: str, key: str) -> str:
