@@ -21,6 +21,7 @@ A ``timeout`` means the request may have arrived: the retry repeats it, with the
   mentions neutralised too (:func:`neutralise_mentions`), so ``@everyone`` in a title pings nobody.
 - ``jsonl://PATH`` appends one JSON object per message to a local file.
 """
+
 from __future__ import annotations
 
 import hashlib
