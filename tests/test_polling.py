@@ -300,6 +300,30 @@ def test_failing_then_recovered_notifies_the_operator_once_each(site, query, web
     assert all(event["delivered_at"] is not None for event in events(query))
 
 
+def test_an_operator_channel_that_trickles_is_cut_at_the_send_deadline(query, tmp_path):
+    """The operator's channels share the alerts' send deadline: a receiver answering one byte a second is cut
+    at ``alerts.send_timeout`` and the event retried later, while the other channel takes it at once."""
+    from tests.servers import TricklingReceiver
+
+    slow = TricklingReceiver().start()
+    log_file = tmp_path / "operator.jsonl"
+    try:
+        settings = Settings.model_validate({
+            "channels": [{"name": "ops", "url": f"webhook+http://127.0.0.1:{slow.port}/ops"}],
+            "polling": {"operator_channels": ["ops", f"jsonl://{log_file}"]},
+            "alerts": {"send_timeout": 1},
+        })
+        query("INSERT INTO operator_events (kind, message) VALUES ('failing', 'feed f failed 3 times')")
+        assert deliver_operator_events(settings) == {"sent": 0, "failed": 1, "logged": 0}
+    finally:
+        slow.stop()
+    event = events(query)[0]
+    assert len(slow.requests) == 1 and slow.bytes_sent < len(TricklingReceiver.ANSWER)
+    assert event["delivered_at"] is None and [key[:4] for key in event["delivered_to"]] == ["url:"]  # the file
+    assert event["last_error"].startswith("ops: timeout: ")
+    assert [json.loads(line)["kind"] for line in log_file.read_text().splitlines()] == ["failing"]
+
+
 @pytest.mark.parametrize("status", [301, 308])
 def test_permanent_redirect_moves_the_url_only_when_seen_twice_in_a_row(site, query, status):
     site.routes["/old"] = Route(status, b"", {"Location": "/new"})
