@@ -371,3 +371,63 @@ def test_chat_channels_get_mentions_neutralised_and_webhooks_the_raw_title(tmp_p
     text = webhook.received[-1]["text"]
     assert not re.search(PING, text), text
     assert f"Title {MENTIONS}" in text.replace("\u200b", "") and f"Summary {MENTIONS}" in text.replace("\u200b", "")
+
+
+def test_a_cycle_killed_mid_delivery_loses_nothing_and_repeats_one_message_with_its_key(tmp_path, site, webhook, smtp,
+                                                                                        query, database_url):
+    """``kill -9`` of ``newswatch poll`` while the receiver holds the webhook request: the articles and the
+    decided alerts were committed before; the leased alert is sent again once its lease runs out, with the same
+    Idempotency-Key (the one duplicate a crash may cause); a further cycle sends nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from tests.servers import Route
+
+    received, release = threading.Event(), threading.Event()
+
+    def hold_first(request) -> Route:
+        if len(site.hits("/hook")) == 1:
+            received.set()
+            release.wait(60)  # the sender is killed meanwhile
+        return Route(200, b'{"ok": true}', {"Content-Type": "application/json"})
+
+    site.routes["/hook"] = hold_first
+    serve_seed_sites(site)
+    path = seed_config(tmp_path / "newswatch.yaml", site, webhook, smtp)
+    config = yaml.safe_load(path.read_text())
+    config["channels"] = [{"name": "webhook", "url": f"webhook+http://127.0.0.1:{site.server_address[1]}/hook"},
+                          {"name": "email", "url": f"jsonl://{tmp_path / 'alerts.jsonl'}"}]
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    plugins = str(Path(__file__).resolve().parents[1] / "plugins")
+    env = {**os.environ, "NEWSWATCH_DATABASE_URL": database_url, "NEWSWATCH_CONFIG": str(path),
+           "NEWSWATCH_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": plugins}
+    cycle = subprocess.Popen([sys.executable, "-m", "newswatch.cli", "poll"], env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert received.wait(300), "the cycle never reached delivery"
+        os.killpg(cycle.pid, signal.SIGKILL)
+        cycle.wait(30)
+    finally:
+        release.set()
+        if cycle.poll() is None:
+            os.killpg(cycle.pid, signal.SIGKILL)
+    articles = query("SELECT id FROM articles ORDER BY id")
+    webhook_alert = query("SELECT status, lease_until IS NOT NULL AS leased, idempotency_key FROM alerts "
+                          "WHERE channel = 'webhook'")
+    assert len(articles) == 2 and len(webhook_alert) == 1
+    assert webhook_alert[0]["status"] == "pending" and webhook_alert[0]["leased"]
+
+    query("UPDATE alerts SET lease_until = now() - interval '1 second' WHERE lease_until IS NOT NULL")  # time passes
+    settings = load_settings(path)
+    run_cycle(settings)
+    run_cycle(settings)
+    key = webhook_alert[0]["idempotency_key"]
+    assert [request.headers.get("idempotency-key") for request in site.hits("/hook")] == [key, key]
+    assert query("SELECT status FROM alerts WHERE channel = 'webhook'") == [{"status": "sent"}]
+    assert query("SELECT id FROM articles ORDER BY id") == articles
+    assert len(query("SELECT id FROM alerts")) == 2
+    assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 1
