@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from psycopg2.extras import RealDictCursor
 
 from newswatch import db, metrics, search
-from newswatch.config import ConfigError, config_path, load_settings
+from newswatch.config import ConfigError, config_path, config_warnings, load_settings
 from newswatch.output import print_rows
 
 
@@ -25,6 +25,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(settings.enabled_feeds)} enabled feeds, {len(settings.rules)} rules, "
           f"{len(settings.channels)} channels)")
     return 0
