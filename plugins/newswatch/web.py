@@ -60,6 +60,7 @@ MEMBERS_SHOWN = 5
 ATTEMPTS_SHOWN = 10
 SPARK_DAYS = 14
 STATEMENT_TIMEOUT = "15s"
+BIGINT_MAX = 2**63 - 1
 
 
 # --- database -----------------------------------------------------------------------------------------
@@ -287,9 +288,12 @@ def _parse_cursor(value: str | None) -> tuple[datetime, int] | None:
     try:
         moment, row_id = value.rsplit(",", 1)
         parsed = datetime.fromisoformat(moment)
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)), int(row_id)
+        number = int(row_id)
     except ValueError:
         raise HTTPException(status_code=400, detail="invalid page cursor") from None
+    if not 0 <= number <= BIGINT_MAX:  # ids are bigint: a larger one would fail in the database, not here
+        raise HTTPException(status_code=400, detail="invalid page cursor")
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)), number
 
 
 # --- HTML ---------------------------------------------------------------------------------------------
