@@ -61,6 +61,7 @@ ATTEMPTS_SHOWN = 10
 SPARK_DAYS = 14
 STATEMENT_TIMEOUT = "15s"
 BIGINT_MAX = 2**63 - 1
+FEED_URL_COLUMNS = ("url", "config_url", "permanent_redirect_url")
 
 
 # --- database -----------------------------------------------------------------------------------------
@@ -178,12 +179,21 @@ def rule_activity(cur, days: int = SPARK_DAYS) -> dict[str, list[int]]:
 
 
 def all_feeds(cur) -> list[dict]:
-    """Every feed, failing first (then new, ok, disabled). ``SELECT *``: later migrations' columns are optional."""
+    """Every feed, failing first (then new, ok, disabled). ``SELECT *``: later migrations' columns are optional.
+
+    Feed URLs may carry credentials or tokens (``?key=…``), and every logged-in user reads these pages: they
+    are shown as operator events show them, without credentials or query string.
+    """
+    from newswatch.fetcher import redact
+
     cur.execute("SELECT * FROM feeds")
     feeds = cur.fetchall()
     order = {"failing": 0, "new": 1, "ok": 2, "disabled": 3}
     for feed in feeds:
         feed["state"] = metrics.feed_state(feed)
+        for key in FEED_URL_COLUMNS:
+            if feed.get(key):
+                feed[key] = redact(feed[key])
     feeds.sort(key=lambda f: (order[f["state"]], -(f.get("consecutive_failures") or 0), f["name"]))
     return feeds
 
