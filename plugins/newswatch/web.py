@@ -895,7 +895,7 @@ def _wants_html(request: Request) -> bool:
 @app.exception_handler(db.DatabaseNotConfigured)
 @app.exception_handler(psycopg2.OperationalError)
 def _database_unavailable(request: Request, exc: Exception) -> Response:
-    message = f"The newswatch database is unavailable: {str(exc).strip().splitlines()[0] if str(exc) else exc}"
+    message = f"The newswatch database is unavailable: {db.first_line(exc)}"
     if isinstance(exc, psycopg2.errors.QueryCanceled):
         message = "The query took too long and was cancelled; narrow the search."
     if _wants_html(request):
