@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from newswatch.alerting import deliver_alerts, match_rules
 from newswatch.config import load_settings
 from newswatch.pipeline import run_cycle
 from tests.scenario import seed_config, serve_seed_sites
+from tests.servers import TricklingReceiver
 
 
 def _settings(tmp_path, site, webhook, smtp, **changes):
@@ -260,3 +262,172 @@ def test_rules_run_outside_any_transaction(tmp_path, site, webhook, smtp, query,
     assert seen and set(seen) == {(0,)}
     assert counts["new_alerts"] == 2 and len(query("SELECT id FROM alerts")) == 2
     assert match_rules(settings)["new_alerts"] == 0
+
+
+@pytest.mark.parametrize("scheme", ["webhook+http", "json"])
+def test_a_trickling_channel_is_cut_at_its_deadline_and_blocks_no_other(tmp_path, site, webhook, smtp, query,
+                                                                        database_url, scheme):
+    """A receiver that answers one byte a second (each read well within the read timeout) would hold a send
+    for minutes: the send is cut at ``alerts.send_timeout``, recorded as a failed attempt of kind ``timeout``,
+    and the other channel's alert of the same run is delivered. No transaction is open while it waits."""
+    import psycopg2
+
+    seen: list[tuple] = []
+
+    def open_transactions(request) -> None:
+        with psycopg2.connect(database_url) as connection, connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND state LIKE 'idle in transaction%'")
+            seen.append(cur.fetchone())
+        connection.close()
+
+    slow = TricklingReceiver(on_request=open_transactions).start()
+    try:
+        serve_seed_sites(site)
+        settings = _settings(tmp_path, site, webhook, smtp, alerts={"retry_base_seconds": 0, "send_timeout": 2},
+                             channels=[{"name": "webhook", "url": f"{scheme}://127.0.0.1:{slow.port}/hook"},
+                                       {"name": "email", "url": f"mailto://127.0.0.1:{smtp.port}?from=nw@example.org"
+                                                                "&to=desk@example.org&mode=insecure"}])
+        run_cycle(settings)
+    finally:
+        slow.stop()
+    assert len(slow.requests) == 1 and seen == [(0,)]
+    assert slow.bytes_sent < len(TricklingReceiver.ANSWER)  # the answer never completed
+    attempts = {row["channel"]: row for row in query("SELECT channel, outcome, error FROM delivery_attempts")}
+    assert attempts["webhook"]["outcome"] == "failed"
+    assert attempts["webhook"]["error"].startswith("timeout: ")
+    assert attempts["email"]["outcome"] == "sent" and len(smtp.wait_for(1)) == 1
+    rows = {row["channel"]: row for row in query("SELECT channel, status, last_error FROM alerts")}
+    assert rows["webhook"]["status"] == "pending" and rows["webhook"]["last_error"].startswith("timeout: ")
+    assert rows["email"]["status"] == "sent"
+
+
+@pytest.mark.parametrize("scheme", ["webhook+http", "json"])
+def test_an_answer_after_the_deadline_means_a_repeat_with_the_same_idempotency_key(tmp_path, site, webhook, smtp,
+                                                                                   query, scheme):
+    """The receiver took the first POST but answered too late: the send counts as failed (``timeout``), the
+    retry delivers it again, and both carry the alert's Idempotency-Key, so the receiver can drop the repeat."""
+    import time
+
+    from tests.servers import Route
+
+    def late_once(request) -> Route:
+        if len(site.hits("/late")) == 1:
+            time.sleep(2.5)  # past send_timeout: the sender has given up by the time this answer leaves
+        return Route(200, b'{"ok": true}', {"Content-Type": "application/json"})
+
+    site.routes["/late"] = late_once
+    serve_seed_sites(site)
+    settings = _settings(tmp_path, site, webhook, smtp, alerts={"retry_base_seconds": 0, "send_timeout": 1},
+                         channels=[{"name": "webhook", "url": f"{scheme}://127.0.0.1:{site.server_address[1]}/late"},
+                                   {"name": "email", "url": f"jsonl://{tmp_path / 'alerts.jsonl'}"}])
+    run_cycle(settings)
+    deliver_alerts(settings)
+    key = query("SELECT idempotency_key FROM alerts WHERE channel = 'webhook'")[0]["idempotency_key"]
+    assert [request.headers.get("idempotency-key") for request in site.hits("/late")] == [key, key]
+    attempts = query("SELECT outcome, error FROM delivery_attempts WHERE channel = 'webhook' ORDER BY id")
+    assert [row["outcome"] for row in attempts] == ["failed", "sent"]
+    assert attempts[0]["error"].startswith("timeout: ") and "may have received" in attempts[0]["error"]
+    assert query("SELECT status, attempts FROM alerts WHERE channel = 'webhook'") == [{"status": "sent", "attempts": 2}]
+
+
+MENTIONS = "@everyone @here @channel <@123> <@!124> <@&456> <#789> <!channel> <!here> <!everyone>"
+PING = r"@(everyone|here|channel)\b|<[@#!][\w&!^]"  # what Discord, Slack or Mattermost would turn into a ping
+
+
+def test_chat_channels_get_mentions_neutralised_and_webhooks_the_raw_title(tmp_path, site, webhook, smtp, query):
+    """A feed title that says ``@everyone`` must not ping a whole Discord server or Slack channel: chat text
+    reads the same with a zero-width space after each ``@``/``<!``, while JSON webhooks get the title as data."""
+    import re
+
+    from tests.scenario import SEED_TITLE, rss
+    from tests.servers import Route
+
+    serve_seed_sites(site)
+    hostile = f"{SEED_TITLE} {MENTIONS} via https://social.example/@reporter/1"
+    for feed, page in (("/a/feed.xml", "/monde/contre-attaque-americaine-en-syrie"),
+                       ("/b/rss", "/2022/08/25/syrie-contre-attaque.html")):
+        site.routes[feed] = Route(200, rss("x", [{"title": hostile, "link": site.url(page)}]),
+                                  {"Content-Type": "application/rss+xml"})
+    port = webhook.server_address[1]
+    settings = _settings(tmp_path, site, webhook, smtp, channels=[
+        {"name": "webhook", "url": f"mmost://127.0.0.1:{port}/hookstoken"},
+        {"name": "email", "url": f"webhook+http://127.0.0.1:{port}/raw"}])
+    run_cycle(settings)
+
+    chat = next(payload for payload in webhook.received if "text" in payload)
+    data = next(payload for payload in webhook.received if payload.get("type") == "alert")
+    assert "@everyone" in data["title"] and "<@&456>" in data["title"]  # data, not chat text: unchanged
+    assert not re.search(PING, chat["text"]), chat["text"]
+    assert data["title"] in chat["text"].replace("\u200b", "")  # reads the same
+    assert "https://social.example/@reporter/1" in chat["text"]  # links keep working
+
+    # Every mention form, straight through the delivery function (feedparser drops the <!…> ones).
+    from newswatch.delivery import AlertMessage, send
+
+    message = AlertMessage("key", "rule", 1, f"Title {MENTIONS}", "https://example.org/a", "en", "feed",
+                           None, summary=f"Summary {MENTIONS} mail desk@example.org")
+    send(f"mmost://127.0.0.1:{port}/hookstoken", message)
+    text = webhook.received[-1]["text"]
+    assert not re.search(PING, text), text
+    assert f"Title {MENTIONS}" in text.replace("\u200b", "") and f"Summary {MENTIONS}" in text.replace("\u200b", "")
+
+
+def test_a_cycle_killed_mid_delivery_loses_nothing_and_repeats_one_message_with_its_key(tmp_path, site, webhook, smtp,
+                                                                                        query, database_url):
+    """``kill -9`` of ``newswatch poll`` while the receiver holds the webhook request: the articles and the
+    decided alerts were committed before; the leased alert is sent again once its lease runs out, with the same
+    Idempotency-Key (the one duplicate a crash may cause); a further cycle sends nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from tests.servers import Route
+
+    received, release = threading.Event(), threading.Event()
+
+    def hold_first(request) -> Route:
+        if len(site.hits("/hook")) == 1:
+            received.set()
+            release.wait(60)  # the sender is killed meanwhile
+        return Route(200, b'{"ok": true}', {"Content-Type": "application/json"})
+
+    site.routes["/hook"] = hold_first
+    serve_seed_sites(site)
+    path = seed_config(tmp_path / "newswatch.yaml", site, webhook, smtp)
+    config = yaml.safe_load(path.read_text())
+    config["channels"] = [{"name": "webhook", "url": f"webhook+http://127.0.0.1:{site.server_address[1]}/hook"},
+                          {"name": "email", "url": f"jsonl://{tmp_path / 'alerts.jsonl'}"}]
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    plugins = str(Path(__file__).resolve().parents[1] / "plugins")
+    env = {**os.environ, "NEWSWATCH_DATABASE_URL": database_url, "NEWSWATCH_CONFIG": str(path),
+           "NEWSWATCH_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": plugins}
+    cycle = subprocess.Popen([sys.executable, "-m", "newswatch.cli", "poll"], env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert received.wait(300), "the cycle never reached delivery"
+        os.killpg(cycle.pid, signal.SIGKILL)
+        cycle.wait(30)
+    finally:
+        release.set()
+        if cycle.poll() is None:
+            os.killpg(cycle.pid, signal.SIGKILL)
+    articles = query("SELECT id FROM articles ORDER BY id")
+    webhook_alert = query("SELECT status, lease_until IS NOT NULL AS leased, idempotency_key FROM alerts "
+                          "WHERE channel = 'webhook'")
+    assert len(articles) == 2 and len(webhook_alert) == 1
+    assert webhook_alert[0]["status"] == "pending" and webhook_alert[0]["leased"]
+
+    query("UPDATE alerts SET lease_until = now() - interval '1 second' WHERE lease_until IS NOT NULL")  # time passes
+    settings = load_settings(path)
+    run_cycle(settings)
+    run_cycle(settings)
+    key = webhook_alert[0]["idempotency_key"]
+    assert [request.headers.get("idempotency-key") for request in site.hits("/hook")] == [key, key]
+    assert query("SELECT status FROM alerts WHERE channel = 'webhook'") == [{"status": "sent"}]
+    assert query("SELECT id FROM articles ORDER BY id") == articles
+    assert len(query("SELECT id FROM alerts")) == 2
+    assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 1

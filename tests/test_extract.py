@@ -861,7 +861,8 @@ def test_hostile_json_ld_is_ignored(script: str) -> None:
 
 def test_backup_extractors_run_only_when_the_fast_pass_finds_little(monkeypatch, site_a) -> None:
     """trafilatura's backup extractors double its cost: a page whose main text the fast pass finds is read
-    once; a page where it finds little gets the full sequence (the real one, counted)."""
+    once; a page where it finds little gets the full sequence, and balanced mode as well when that finds
+    under MIN_BODY_CHARS (the real ones, counted)."""
     import trafilatura
 
 
@@ -877,4 +878,19 @@ def test_backup_extractors_run_only_when_the_fast_pass_finds_little(monkeypatch,
     assert calls == [True] and long_page.body == site_a.body
     calls.clear()
     extract_article(article_page(ENGLISH[:1]).encode(), url="https://example.com/a")
-    assert calls == [True, False]
+    assert calls == [True, False, False]
+
+
+def test_an_article_that_precision_mode_prunes_whole_is_read_in_balanced_mode() -> None:
+    """Paragraphs that are each one link read as a link list to trafilatura's precision mode, which then
+    keeps nothing and has no rescue pass; balanced mode finds the text, so it is asked before giving up."""
+    paragraphs = ["The council approved the new budget on Tuesday after a long debate about school funding.",
+                  "Opposition members said the plan cut too deeply into library hours and rural bus services.",
+                  "The mayor defended the plan, saying it kept property taxes flat for a third year in a row."]
+    links = "".join(f"<div><a href='/budget/{i}'>{text}</a></div>" for i, text in enumerate(paragraphs))
+    page = (f"<html><head><title>Budget vote</title></head><body><article><h1>Budget vote</h1>{links}</article>"
+            "</body></html>").encode()
+    article = extract_article(page, url="https://example.com/budget", content_type="text/html",
+                              feed_summary="The council approved the budget.")
+    assert not article.is_partial and article.method == "trafilatura"
+    assert all(text in article.body for text in paragraphs)

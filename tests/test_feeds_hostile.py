@@ -13,6 +13,7 @@ invalid character references, a bogus <ttl> and oversized GUIDs were found by th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from datetime import UTC, datetime
@@ -334,7 +335,7 @@ def test_byte_order_mark_alone_is_an_error(body):
 
 
 @pytest.mark.parametrize("body, content_type", [
-    (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', "application/json"),
+    (b'{"status": "ok", "results": []}', "application/json"),
     (b"plain text, no markup at all", "text/plain"),
     (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "image/png"),
 ], ids=["json", "text", "binary"])
@@ -522,6 +523,9 @@ HOSTILE_FEEDS = {
     "xxe": (Route(200, XXE.encode(), {"Content-Type": RSS_TYPE}), "refused"),
     "challenge": (Route(200, CHALLENGE_PAGE, {"Content-Type": "text/html; charset=UTF-8"}), "not_a_feed"),
     "empty": (Route(200, b"", {"Content-Type": RSS_TYPE}), "empty"),
+    "json-nested": (Route(200, b"[" * 100_000 + b"]" * 100_000, {"Content-Type": "application/json"}), "invalid"),
+    "json-items-not-a-list": (Route(200, b'{"version": "https://jsonfeed.org/version/1.1", "items": {"id": "1"}}',
+                                    {"Content-Type": "application/feed+json"}), "invalid"),
 }
 
 
@@ -642,3 +646,369 @@ def test_entries_of_a_feed_are_stored_with_text_not_markup(site, query):
     entry = query("SELECT title, summary, url FROM feed_entries")[0]
     assert entry == {"title": "Bold claim", "summary": "Para link", "url": "http://127.0.0.1/p?utm_source=x"}
     assert json.dumps(entry).count("<") == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Innocent feeds with hostile-looking shapes: read them, do not refuse or garble them
+
+WORLD_TITLES = ["Привет “мир”", "日本語のニュース — 速報", "Ελληνικά νέα", "Zürich, Genève et Bâle"]
+
+
+def _world_items(prefix: str = "w") -> list[dict]:
+    return [{"title": title, "link": f"http://127.0.0.1/{prefix}/{n}", "guid": f"{prefix}-{n}",
+             "description": f"Text {n} “quoted” – déjà vu"} for n, title in enumerate(WORLD_TITLES)]
+
+
+def stray_byte_feed() -> bytes:
+    """A UTF-8 feed (header and prolog say so) with one byte that is not UTF-8 in one description."""
+    items = _world_items()
+    items[1]["description"] = "STRAY here"
+    return rss(items).encode("utf-8").replace(b"STRAY", b"caf\xe9")
+
+
+def test_one_stray_byte_does_not_garble_a_utf8_feed():
+    # feedparser gives up on UTF-8 for the whole document and re-decodes it as windows-1252: every title
+    # became mojibake ("ÐŸÑ€Ð¸Ð²ÐµÑ‚"). The one bad byte is replaced instead, with a warning.
+    parsed = parse(stray_byte_feed(), "application/rss+xml; charset=utf-8")
+    assert [entry.title for entry in parsed.entries] == WORLD_TITLES
+    assert parsed.entries[1].summary == "caf\ufffd here"
+    assert parsed.entries[0].summary == "Text 0 “quoted” – déjà vu"
+    assert parsed.warning and "not UTF-8" in parsed.warning
+
+
+def test_a_mostly_windows_1252_feed_declared_utf8_is_still_read_as_windows_1252():
+    # Not "nearly all UTF-8": one valid UTF-8 sequence among many windows-1252 letters decides nothing.
+    items = [{"title": "Résumé – déjà vu à l’été", "link": "http://127.0.0.1/a", "description": "Crème brûlée"}]
+    document = rss(items, title="Café", declaration=None).encode("windows-1252").replace(b"Caf\xe9", "Café".encode())
+    parsed = parse(document, "application/rss+xml; charset=utf-8")
+    assert parsed.entries[0].title == "Résumé – déjà vu à l’été"
+    assert parsed.warning and "windows-1252" in parsed.warning
+
+
+def test_surrogate_pair_and_out_of_range_references_keep_the_feed():
+    # feedparser's lenient parser raised on the first of these and the whole feed was refused.
+    items = [
+        {"title": "Smile &#55357;&#56832; decimal", "link": "http://127.0.0.1/1"},
+        {"title": "Smile &#xD83D;&#xDE00; hex", "link": "http://127.0.0.1/2"},
+        {"title": "Beyond &#x110000; Unicode", "link": "http://127.0.0.1/3"},
+        {"title": "Lone &#xD800; high, lone &#56832; low, reversed &#xDE00;&#xD83D;", "link": "http://127.0.0.1/4"},
+        {"title": "Huge &#99999999999999999999; number", "link": "http://127.0.0.1/5"},
+        {"title": "Plain &#233;t&#xE9;", "link": "http://127.0.0.1/6"},
+    ]
+    parsed = parse(rss(items).replace("&amp;#", "&#"))
+    assert [entry.title for entry in parsed.entries] == [
+        "Smile 😀 decimal", "Smile 😀 hex", "Beyond \ufffd Unicode",
+        "Lone \ufffd high, lone \ufffd low, reversed \ufffd\ufffd", "Huge \ufffd number", "Plain été"]
+
+
+ATOM_ENTRY = """<entry><id>urn:{id}</id><updated>2024-01-01T00:00:00Z</updated>
+  <link href="http://127.0.0.1/{id}"/><title{attributes}>{title}</title></entry>"""
+
+
+def atom(entries: str, *, head: str = "") -> str:
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n{head}<feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>'
+            f"<id>urn:a</id><updated>2024-01-01T00:00:00Z</updated>\n{entries}</feed>")
+
+
+def test_plain_text_titles_keep_their_text():
+    entries = "".join([
+        ATOM_ENTRY.format(id="text", attributes=' type="text"', title="Use &lt;canvas&gt; now"),
+        ATOM_ENTRY.format(id="default", attributes="", title="Tables &lt;td&gt; and &lt;tr&gt; explained"),
+        ATOM_ENTRY.format(id="html", attributes=' type="html"', title="&lt;b&gt;Bold&lt;/b&gt; move"),
+    ])
+    parsed = parse(atom(entries), "application/atom+xml")
+    assert [entry.title for entry in parsed.entries] == [
+        "Use <canvas> now", "Tables <td> and <tr> explained", "Bold move"]
+    items = [{"title": "TITLE", "link": "http://127.0.0.1/cdata"}]
+    entry = parse(rss(items).replace("TITLE", "<![CDATA[the <script> tag, and a < b]]>")).entries[0]
+    assert entry.title == "the <script> tag, and a < b"
+
+
+def test_plain_text_title_with_real_markup_is_still_reduced_to_text():
+    # A "text" title that carries elements (a closing tag, attributes) is markup in practice: no element and
+    # no script text is stored, as before.
+    entries = "".join([
+        ATOM_ENTRY.format(id="script", attributes=' type="text"', title=escape("<script>alert(1)</script>News")),
+        ATOM_ENTRY.format(id="img", attributes=' type="text"', title=escape("<img src=x onerror=alert(2)>Pic")),
+    ])
+    parsed = parse(atom(entries), "application/atom+xml")
+    assert [entry.title for entry in parsed.entries] == ["News", "Pic"]
+
+
+NETSCAPE_DOCTYPE = ('<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" '
+                    '"http://my.netscape.com/publish/formats/rss-0.91.dtd">')
+
+
+@pytest.mark.parametrize("separator", ["", " ", "\n"], ids=["same-line", "space", "own-line"])
+def test_doctype_on_the_declaration_line_keeps_accented_entities(separator):
+    # With the DOCTYPE on the declaration's line, expat treated &eacute; as an entity of the external DTD
+    # and silently dropped it: "Caf Zrich".
+    document = rss([{"title": "TITLE", "link": "http://127.0.0.1/a"}], title="FEED", declaration=None)
+    document = document.replace("TITLE", "Caf&eacute; Z&uuml;rich").replace("FEED", "Caf&eacute;")
+    parsed = parse(f'<?xml version="1.0" encoding="utf-8"?>{separator}{NETSCAPE_DOCTYPE}\n{document}')
+    assert parsed.title == "Café"
+    assert parsed.entries[0].title == "Café Zürich"
+
+
+def test_xml_base_of_one_entry_does_not_leak_into_the_next():
+    atom_document = atom(
+        '<entry xml:base="http://127.0.0.1/one/"><id>urn:1</id><updated>2024-01-01T00:00:00Z</updated>'
+        '<link href="a"/><title>1</title></entry>'
+        '<entry><id>urn:2</id><updated>2024-01-01T00:00:00Z</updated><link href="b"/><title>2</title></entry>'
+        '<entry xml:base="/three/"><id>urn:3</id><updated>2024-01-01T00:00:00Z</updated>'
+        '<link href="c"/><title>3</title></entry>')
+    parsed = parse(atom_document, "application/atom+xml")
+    assert [entry.url for entry in parsed.entries] == [
+        "http://127.0.0.1/one/a", "http://127.0.0.1/b", "http://127.0.0.1/three/c"]
+    rss_document = rss([{"title": "1", "link": "a"}, {"title": "2", "link": "b"}]).replace(
+        "<item>", '<item xml:base="http://127.0.0.1/one/">', 1)
+    assert [entry.url for entry in parse(rss_document).entries] == ["http://127.0.0.1/one/a", "http://127.0.0.1/b"]
+
+
+def test_a_guid_that_is_not_a_url_is_not_an_article_url():
+    # RSS says a GUID without isPermaLink="false" is a permalink, and feedparser copies it into the link;
+    # "article-123" resolved against the feed's address was an article URL that never existed.
+    items = "".join([
+        "<item><title>no link</title><guid>article-123</guid></item>",
+        "<item><title>number</title><guid isPermaLink='true'>12345</guid></item>",
+        "<item><title>tag</title><guid>tag:example.com,2024:7</guid></item>",
+        "<item><title>guid first</title><guid>article-8</guid><link>http://127.0.0.1/real-8</link></item>",
+        "<item><title>relative link</title><guid>article-9</guid><link>/real-9</link></item>",
+        "<item><title>permalink</title><guid>https://127.0.0.1/perma</guid></item>",
+    ])
+    document = f'<rss version="2.0"><channel><title>x</title>{items}</channel></rss>'
+    parsed = parse(document)
+    assert [(entry.title, entry.guid, entry.url) for entry in parsed.entries] == [
+        ("guid first", "article-8", "http://127.0.0.1/real-8"),
+        ("relative link", "article-9", "http://127.0.0.1/real-9"),
+        ("permalink", "https://127.0.0.1/perma", "https://127.0.0.1/perma"),
+    ]
+
+
+@pytest.mark.parametrize("where", ["cdata", "comment", "text"])
+def test_entity_declaration_text_inside_the_document_is_not_refused(where, parsed_documents):
+    # Only the prolog can declare entities: an article about DTDs is not an attack.
+    mention = '<!ENTITY copy "(c)"> and <!DOCTYPE html [ ]>'
+    description = {"cdata": f"<![CDATA[Write {mention} in a DTD]]>", "comment": f"<!-- {mention} -->Plain",
+                   "text": escape(f"Write {mention} in a DTD")}[where]
+    items = [{"title": "About DTDs", "link": "http://127.0.0.1/dtd", "description": description}, *good_items("e", 2)]
+    for encoding in ("utf-8", "utf-16"):
+        document = rss(items, declaration=encoding).encode(encoding)
+        parsed = parse(document, "application/rss+xml")
+        assert [entry.title for entry in parsed.entries] == ["About DTDs", "e story 0", "e story 1"]
+    assert len(parsed_documents) == 2
+
+
+@pytest.mark.parametrize("head", [
+    '<!-- <!ENTITY big "AAAA"> -->\n<!DOCTYPE rss>\n',
+    '<!-- a <b>comment</b> first -->\n<!DOCTYPE rss [\n<!ENTITY big "AAAA">\n]>\n',
+    '<?pi <rss?>\n<!DOCTYPE rss [<!ENTITY big "AAAA">]>\n',
+    'stray text <!ENTITY big "AAAA"> <!DOCTYPE rss>\n',
+    '<!DOCTYPE rss SYSTEM "x>y<rss" [\n<!ENTITY big "AAAA">\n]>\n',
+], ids=["comment", "markup-in-comment", "markup-in-pi", "text", "markup-in-literal"])
+def test_entity_declarations_anywhere_in_the_prolog_are_still_refused(head, parsed_documents):
+    document = rss([{"title": "x", "link": "http://127.0.0.1/x"}], head=head, title="&big;")
+    assert refusal(document.replace("&amp;big;", "&big;")).kind == "refused"
+    assert parsed_documents == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("content_type", [RSS_TYPE, None, "text/xml"])
+def test_utf16_and_utf32_with_a_byte_order_mark_and_no_declaration_are_read(encoding, content_type):
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff", "utf-32-le": b"\xff\xfe\x00\x00",
+           "utf-32-be": b"\x00\x00\xfe\xff"}[encoding]
+    document = bom + rss(_world_items(), title="Ελληνικά", declaration=None).encode(encoding)
+    parsed = parse(document, content_type)
+    assert parsed.title == "Ελληνικά" and [entry.title for entry in parsed.entries] == WORLD_TITLES
+    assert parsed.warning is None
+
+
+def test_innocent_odd_feeds_are_polled_and_stored(site, query):
+    """End to end: each of these feeds used to be refused or garbled; now every entry is stored as meant."""
+    odd = {
+        "stray-byte": (stray_byte_feed(), "application/rss+xml; charset=utf-8"),
+        "utf16": (b"\xff\xfe" + rss(_world_items("u"), declaration=None).encode("utf-16-le"), RSS_TYPE),
+        "references": (rss([{"title": "Smile &#55357;&#56832;", "link": "http://127.0.0.1/r"},
+                            *good_items("r", 1)]).replace("&amp;#", "&#").encode(), RSS_TYPE),
+        "cdata-entity": (rss([{"title": "DTD", "link": "http://127.0.0.1/c",
+                               "description": '<![CDATA[<!ENTITY a "b">]]>'}]).encode(), RSS_TYPE),
+    }
+    for name, (body, content_type) in odd.items():
+        site.routes[f"/{name}"] = Route(200, body, {"Content-Type": content_type})
+    settings = _settings(site, [f"/{name}" for name in odd])
+    counts = poll_feeds(sync_feeds(settings), settings)
+    assert (counts["feeds"], counts["failed"]) == (4, 0)
+    rows = query("SELECT f.name, e.title FROM feed_entries e JOIN feeds f ON f.id = e.feed_id ORDER BY e.id")
+    titles: dict[str, list[str]] = {}
+    for row in rows:
+        titles.setdefault(row["name"], []).append(row["title"])
+    assert titles == {"stray-byte": WORLD_TITLES, "utf16": WORLD_TITLES, "references": ["Smile 😀", "r story 0"],
+                      "cdata-entity": ["DTD"]}
+    assert {name: row["last_error_kind"] for name, row in _feeds(query).items()} == {
+        "stray-byte": "warning", "utf16": None, "references": None, "cdata-entity": None}
+
+# JSON Feed (https://www.jsonfeed.org/version/1.1/): the same guarantees as RSS and Atom
+
+JSON_FEED_TYPE = "application/feed+json"
+JSON_FEED_1_1 = "https://jsonfeed.org/version/1.1"
+
+
+def json_feed(items: list, *, version: object = JSON_FEED_1_1, title: object = "JSON news", **extra) -> bytes:
+    return json.dumps({"version": version, "title": title, "home_page_url": "http://127.0.0.1/", **extra,
+                       "items": items}).encode()
+
+
+def json_items(prefix: str, count: int = 3) -> list[dict]:
+    return [{"id": f"{prefix}-{n}", "url": f"http://127.0.0.1/{prefix}/{n}", "title": f"{prefix} story {n}",
+             "content_text": f"Summary {n} of {prefix}."} for n in range(count)]
+
+
+@pytest.mark.parametrize("version", ["https://jsonfeed.org/version/1", JSON_FEED_1_1])
+def test_json_feed_items_map_onto_entries(version):
+    items = [
+        {"id": "a", "url": "http://127.0.0.1/a", "title": "Alpha <b>bold</b>",
+         "content_html": "<p>Body of <em>alpha</em></p><script>alert(1)</script>", "summary": "short",
+         "date_published": "2024-05-31T20:30:00+02:00", "date_modified": "2024-05-31T23:00:00Z"},
+        {"id": "b", "external_url": "https://example.org/b", "content_text": "Plain text of beta",
+         "date_modified": "2024-05-30T10:00:00.123456789Z"},
+        {"id": "c", "url": "/relative/c", "title": "Gamma", "summary": "Only a summary"},
+    ]
+    parsed = parse(json_feed(items, version=version), JSON_FEED_TYPE)
+    assert parsed.title == "JSON news" and parsed.warning is None
+    assert [(e.guid, e.url, e.title, e.summary, e.published_at) for e in parsed.entries] == [
+        ("a", "http://127.0.0.1/a", "Alpha bold", "Body of alpha", datetime(2024, 5, 31, 18, 30, tzinfo=UTC)),
+        ("b", "https://example.org/b", "", "Plain text of beta", datetime(2024, 5, 30, 10, 0, 0, 123456, tzinfo=UTC)),
+        ("c", "http://127.0.0.1/relative/c", "Gamma", "Only a summary", None),
+    ]
+
+
+@pytest.mark.parametrize("content_type", [JSON_FEED_TYPE, "application/json; charset=utf-8", None,
+                                          "text/plain", "application/octet-stream", RSS_TYPE])
+def test_json_feed_is_recognised_by_content_type_or_body(content_type):
+    parsed = parse(b"\xef\xbb\xbf\n " + json_feed(json_items("ct", 2)), content_type)
+    assert [entry.guid for entry in parsed.entries] == ["ct-0", "ct-1"]
+
+
+# JSON has no character references: a tab or newline inside the scheme is the trick left.
+JSON_HOSTILE_LINKS = ["javascript:alert(1)", "  JavaScript:alert(2)", "java\tscript:alert(3)", "java\nscript:alert(4)",
+                      "vbscript:msgbox(5)", "data:text/html;base64,PHNjcmlwdD5hbGVydCg2KTwvc2NyaXB0Pg==",
+                      "file:///etc/passwd", "ftp://127.0.0.1/x", "https:///no-host", "mailto:desk@example.org"]
+
+
+def test_json_feed_links_and_text_are_as_safe_as_rss():
+    long_id = "x" * 5_000
+    items = [{"id": f"bad-{n}", "url": link, "title": "bad"} for n, link in enumerate(JSON_HOSTILE_LINKS)]
+    items += [
+        {"id": "fallback", "url": "javascript:alert(7)", "external_url": "http://127.0.0.1/external"},
+        {"id": "text", "url": "http://127.0.0.1/text", "title": "<script>alert(1)</script>Headline",
+         "content_text": "&lt;script&gt;alert(2)&lt;/script&gt;Hello <b>world</b>"},
+        {"id": "surrogate\ud800", "url": "http://127.0.0.1/s", "title": "lone \udc00 half"},
+        {"id": "surrogate-link", "url": "http://127.0.0.1/\ud800"},
+        {"id": long_id, "url": "http://127.0.0.1/long"},
+        {"id": "text", "url": "http://127.0.0.1/duplicate", "title": "same id again"},
+        {"id": "   ", "url": "http://127.0.0.1/blank-id"},
+    ]
+    parsed = parse(json_feed(items, title="<i>Feed</i> \ud800"), "application/json")
+    assert parsed.title == "Feed \ufffd"
+    assert [(entry.guid, entry.url, entry.title, entry.summary) for entry in parsed.entries] == [
+        ("fallback", "http://127.0.0.1/external", "", ""),
+        ("text", "http://127.0.0.1/text", "Headline", "Hello world"),
+        ("surrogate\ufffd", "http://127.0.0.1/s", "lone \ufffd half", ""),
+        ("sha256:" + hashlib.sha256(long_id.encode()).hexdigest(), "http://127.0.0.1/long", "", ""),
+        ("http://127.0.0.1/blank-id", "http://127.0.0.1/blank-id", "", ""),
+    ]
+
+
+def test_json_feed_dates_in_the_future_or_unreadable_are_dropped():
+    dates = ["2100-01-01T00:00:00Z", "yesterday", "2024-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+             "99999-01-01T00:00:00Z", 1717200000, None, "2024-05-31t12:00:00z"]
+    items = [{"id": str(n), "url": f"http://127.0.0.1/{n}", "date_published": date} for n, date in enumerate(dates)]
+    parsed = parse(json_feed(items), JSON_FEED_TYPE)
+    assert [entry.published_at for entry in parsed.entries] == [None] * 7 + [datetime(2024, 5, 31, 12, tzinfo=UTC)]
+
+
+def test_json_feed_max_entries_caps_a_huge_feed():
+    assert len(parse(json_feed(json_items("many", 500)), JSON_FEED_TYPE, max_entries=50).entries) == 50
+
+
+def test_json_feed_bad_items_are_skipped_and_the_good_ones_kept():
+    huge = "9" * 5_000  # beyond Python's 4,300-digit limit for int(): json.loads raises ValueError on it
+    document = (
+        '{"version": "' + JSON_FEED_1_1 + '", "title": ["not", "a", "string"], "items": ['
+        'null, "a string", 5, [], {"url": 5, "id": "no-link"},'
+        '{"id": 7, "url": "http://127.0.0.1/int-id", "title": 3, "content_html": {"x": 1}},'
+        '{"id": {"x": 1}, "url": "http://127.0.0.1/object-id", "date_published": ["2024"]},'
+        '{"id": true, "url": "http://127.0.0.1/bool-id"},'
+        '{"id": ' + huge + ', "url": "http://127.0.0.1/huge-id", "title": 1e999999},'
+        '{"id": "good", "url": "http://127.0.0.1/good", "title": "Good", "summary": "Kept"}]}'
+    )
+    parsed = parse(document.encode(), JSON_FEED_TYPE)
+    assert parsed.title == ""
+    assert [(entry.guid, entry.url, entry.title, entry.summary) for entry in parsed.entries] == [
+        ("7", "http://127.0.0.1/int-id", "", ""),
+        ("http://127.0.0.1/object-id", "http://127.0.0.1/object-id", "", ""),
+        ("http://127.0.0.1/bool-id", "http://127.0.0.1/bool-id", "", ""),
+        ("http://127.0.0.1/huge-id", "http://127.0.0.1/huge-id", "", ""),
+        ("good", "http://127.0.0.1/good", "Good", "Kept"),
+    ]
+    assert parsed.warning and "items that are not objects: 4" in parsed.warning
+
+
+def test_json_text_about_xml_entities_is_not_refused(parsed_documents):
+    items = [{"id": "dtd", "url": "http://127.0.0.1/dtd", "title": "Why <!ENTITY and <!DOCTYPE x [ matter"}]
+    parsed = parse(json_feed(items), JSON_FEED_TYPE)
+    assert [entry.guid for entry in parsed.entries] == ["dtd"] and parsed_documents == []
+
+
+@pytest.mark.parametrize(("body", "content_type", "kind"), [
+    (b"[1, 2, 3]", "application/json", "not_a_feed"),
+    (b'"just a string"', "application/json", "not_a_feed"),
+    (b"12345", JSON_FEED_TYPE, "not_a_feed"),
+    (b'{"status": "ok", "items": []}', JSON_FEED_TYPE, "not_a_feed"),
+    (b'{"version": 1.1, "items": []}', JSON_FEED_TYPE, "not_a_feed"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": {"id": "1"}}', JSON_FEED_TYPE, "invalid"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": "none"}', None, "invalid"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "a"', JSON_FEED_TYPE, "invalid"),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", "invalid"),
+    (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, None, "invalid"),
+    (b'{"version": "https://jsonfeed.org/version/1.1", "title": "caf\xe9", "items": []}', JSON_FEED_TYPE,
+     "invalid"),
+    (b"{not json at all", JSON_FEED_TYPE, "invalid"),
+], ids=["array", "string", "number", "no-version", "version-not-a-string", "items-object", "items-string",
+        "truncated", "nested-arrays", "nested-objects", "invalid-utf8", "not-json"])
+def test_hostile_json_gives_a_clear_feed_error(body, content_type, kind):
+    error = refusal(body, content_type)
+    assert error.kind == kind and error.message and len(error.message) <= 300
+
+
+def test_rss_served_as_json_is_still_read():
+    parsed = parse(rss(good_items("mislabelled", 2)), "application/json")
+    assert [entry.guid for entry in parsed.entries] == ["mislabelled-0", "mislabelled-1"]
+
+
+def test_json_feed_without_items_is_ok_not_an_error():
+    parsed = parse(b'{"version": "https://jsonfeed.org/version/1.1", "title": "Quiet"}', JSON_FEED_TYPE)
+    assert parsed.title == "Quiet" and parsed.entries == [] and parsed.warning is None
+
+
+def test_json_feed_is_polled_and_stored_end_to_end(site, query):
+    items = json_items("json", 3)
+    items[0]["content_html"] = "<p>Para</p><script>x()</script>"
+    site.routes["/feed.json"] = Route(200, json_feed(items), {"Content-Type": JSON_FEED_TYPE}, etag='"j1"')
+    settings = _settings(site, [*_serve_good(site), "/feed.json"])
+    counts = poll_feeds(sync_feeds(settings), settings)
+
+    assert (counts["feeds"], counts["failed"], counts["new_entries"]) == (3, 0, 9)
+    stored = query("SELECT e.guid, e.url, e.title, e.summary FROM feed_entries e JOIN feeds f ON f.id = e.feed_id "
+                   "WHERE f.name = 'feed.json' ORDER BY e.guid")
+    assert stored == [
+        {"guid": "json-0", "url": "http://127.0.0.1/json/0", "title": "json story 0", "summary": "Para"},
+        {"guid": "json-1", "url": "http://127.0.0.1/json/1", "title": "json story 1", "summary": "Summary 1 of json."},
+        {"guid": "json-2", "url": "http://127.0.0.1/json/2", "title": "json story 2", "summary": "Summary 2 of json."},
+    ]
+    assert _feeds(query)["feed.json"]["last_error_kind"] is None
+    accept = site.hits("/feed.json")[0].headers["accept"]
+    assert "application/feed+json" in accept and "application/rss+xml" in accept
+
+    again = poll_feeds(sync_feeds(settings, force=True), settings)
+    assert again["new_entries"] == 0 and again["not_modified"] == 3

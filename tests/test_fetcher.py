@@ -194,3 +194,122 @@ def test_policy_allows_public_and_allowlisted():
 
 def test_redact_hides_query_and_credentials():
     assert redact("https://user:pw@example.org/feed?token=SECRET#x") == "https://example.org/feed?…"
+
+
+def _resolver(monkeypatch, host: str, answers: list[tuple[str, int]]) -> list[str]:
+    """Make ``host`` (a made-up name) resolve to each of ``answers`` in turn, the last one from then on;
+    every other name resolves as usual. Returns the log of answers given."""
+    real = socket.getaddrinfo
+    given: list[str] = []
+
+    def getaddrinfo(name, port, *args, **kwargs):
+        if name != host:
+            return real(name, port, *args, **kwargs)
+        address, answer_port = answers[min(len(given), len(answers) - 1)]
+        given.append(address)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, answer_port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return given
+
+
+def test_dns_rebinding_cannot_reach_a_refused_address(site, monkeypatch):
+    """The name answers a permitted address first and 127.0.0.1 (refused) the second time: the fetch must
+    connect to the address it checked, so no request reaches the loopback server. 127.0.0.2, admitted by
+    allow_networks, stands in for a public address (no traffic may leave the machine)."""
+    public = LoopbackServer(host="127.0.0.2").start()
+    try:
+        public.routes["/feed"] = Route(200, b"<rss>public</rss>")
+        site.routes["/feed"] = Route(200, b"<rss>internal</rss>")
+        given = _resolver(monkeypatch, "feeds.rebind.test",
+                          [("127.0.0.2", public.server_address[1]), ("127.0.0.1", site.server_address[1])])
+        network = Network(allow_networks=["127.0.0.2/32"], connect_timeout=2, read_timeout=2, total_timeout=5)
+        result = fetch(f"http://feeds.rebind.test:{public.server_address[1]}/feed", network)
+        assert site.requests == []  # not one byte reached the refused address
+        assert result.content == b"<rss>public</rss>" and given == ["127.0.0.2"]  # resolved once, used as checked
+        assert public.requests[0].headers["host"] == f"feeds.rebind.test:{public.server_address[1]}"
+    finally:
+        public.stop()
+
+
+def test_a_name_resolving_to_a_refused_address_sends_nothing(site, monkeypatch):
+    site.routes["/feed"] = Route(200, b"internal")
+    _resolver(monkeypatch, "internal.rebind.test", [("127.0.0.1", site.server_address[1])])
+    with pytest.raises(FetchError) as error:
+        fetch(f"http://internal.rebind.test:{site.server_address[1]}/feed", Network())
+    assert error.value.kind == "blocked_address"
+    assert site.requests == []
+
+
+def _tls_files(tmp_path, name: str) -> tuple[str, str, str]:
+    """A throwaway CA and a certificate it signed for ``name``: (ca.pem, cert.pem, key.pem)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def certificate(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x509.Certificate:
+        now = datetime.now(UTC)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+                critical=True).add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        else:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+            builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer_key.public_key()), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_cert = certificate("newswatch test CA", ca_key, "newswatch test CA", ca_key, ca=True)
+    server_cert = certificate(name, server_key, "newswatch test CA", ca_key, ca=False)
+    paths = [tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"]
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return tuple(str(path) for path in paths)  # type: ignore[return-value]
+
+
+def test_tls_still_checks_the_host_name_on_the_checked_address(tmp_path, monkeypatch):
+    """Connecting to the checked address keeps TLS whole: the name is sent as SNI and in the Host header,
+    and the certificate is checked against it (a certificate for another name is refused)."""
+    import ssl
+
+    ca, cert, key = _tls_files(tmp_path, "feeds.tls.test")
+    server_names: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda connection, name, _: server_names.append(name)
+    server = LoopbackServer()
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.routes["/feed"] = Route(200, b"<rss>tls</rss>")
+    server.start()
+    try:
+        port = server.server_address[1]
+        _resolver(monkeypatch, "feeds.tls.test", [("127.0.0.1", port)])
+        with Fetcher(LOOPBACK_ONLY) as fetcher:
+            fetcher.session.verify = ca
+            result = fetcher.get(f"https://feeds.tls.test:{port}/feed")
+        assert result.content == b"<rss>tls</rss>"
+        assert server_names == ["feeds.tls.test"]
+        assert server.requests[0].headers["host"] == f"feeds.tls.test:{port}"
+
+        _resolver(monkeypatch, "other.tls.test", [("127.0.0.1", port)])
+        with Fetcher(LOOPBACK_ONLY) as fetcher, pytest.raises(FetchError) as error:
+            fetcher.session.verify = ca
+            fetcher.get(f"https://other.tls.test:{port}/feed")
+        assert error.value.kind == "connection" and "certificate" in error.value.message.lower()
+        assert len(server.requests) == 1
+    finally:
+        server.stop()

@@ -27,18 +27,21 @@ XML = {"Content-Type": "application/rss+xml"}
 
 
 def rss(items: int, *, gap: timedelta = timedelta(hours=1), latest: timedelta = timedelta(minutes=1),
-        ttl: int | None = None, prefix: str = "item") -> bytes:
-    """An RSS document with ``items`` entries, the newest ``latest`` ago, each ``gap`` older than the previous."""
+        ttl: int | None = None, prefix: str = "item", oldest_first: bool = False, dated: bool = True) -> bytes:
+    """An RSS document with ``items`` entries, the newest ``latest`` ago, each ``gap`` older than the previous.
+
+    Entry ``item/0`` is the newest; the document lists it first unless ``oldest_first``."""
     now = datetime.now(UTC)
     parts = ['<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
              "<link>http://127.0.0.1/</link><description>d</description>"]
     if ttl is not None:
         parts.append(f"<ttl>{ttl}</ttl>")
-    for index in range(items):
+    for index in reversed(range(items)) if oldest_first else range(items):
         published = format_datetime(now - latest - gap * index, usegmt=True)
         link = f"http://127.0.0.1/{prefix}/{index}"
+        date = f"<pubDate>{published}</pubDate>" if dated else ""
         parts.append(f"<item><title>{prefix} {index}</title><link>{escape(link)}</link><guid>{escape(link)}</guid>"
-                     f"<pubDate>{published}</pubDate><description>text</description></item>")
+                     f"{date}<description>text</description></item>")
     parts.append("</channel></rss>")
     return "".join(parts).encode()
 
@@ -297,6 +300,30 @@ def test_failing_then_recovered_notifies_the_operator_once_each(site, query, web
     assert all(event["delivered_at"] is not None for event in events(query))
 
 
+def test_an_operator_channel_that_trickles_is_cut_at_the_send_deadline(query, tmp_path):
+    """The operator's channels share the alerts' send deadline: a receiver answering one byte a second is cut
+    at ``alerts.send_timeout`` and the event retried later, while the other channel takes it at once."""
+    from tests.servers import TricklingReceiver
+
+    slow = TricklingReceiver().start()
+    log_file = tmp_path / "operator.jsonl"
+    try:
+        settings = Settings.model_validate({
+            "channels": [{"name": "ops", "url": f"webhook+http://127.0.0.1:{slow.port}/ops"}],
+            "polling": {"operator_channels": ["ops", f"jsonl://{log_file}"]},
+            "alerts": {"send_timeout": 1},
+        })
+        query("INSERT INTO operator_events (kind, message) VALUES ('failing', 'feed f failed 3 times')")
+        assert deliver_operator_events(settings) == {"sent": 0, "failed": 1, "logged": 0}
+    finally:
+        slow.stop()
+    event = events(query)[0]
+    assert len(slow.requests) == 1 and slow.bytes_sent < len(TricklingReceiver.ANSWER)
+    assert event["delivered_at"] is None and [key[:4] for key in event["delivered_to"]] == ["url:"]  # the file
+    assert event["last_error"].startswith("ops: timeout: ")
+    assert [json.loads(line)["kind"] for line in log_file.read_text().splitlines()] == ["failing"]
+
+
 @pytest.mark.parametrize("status", [301, 308])
 def test_permanent_redirect_moves_the_url_only_when_seen_twice_in_a_row(site, query, status):
     site.routes["/old"] = Route(status, b"", {"Location": "/new"})
@@ -464,10 +491,14 @@ def _pathological_feed(items: int) -> bytes:
             + "".join(item.format(i=i) for i in range(items)) + "</channel></rss>").encode()
 
 
-def test_a_feed_that_parses_for_ever_costs_its_own_poll_only(site, query, capsys):
+@pytest.mark.parametrize("items", [1500, 14_000], ids=["1MiB", "9MiB"])
+def test_a_feed_that_parses_for_ever_costs_its_own_poll_only(site, query, capsys, items):
     """Parsing runs in a worker process with a time limit: the pathological feed is stopped and recorded as
-    such (feed health shows it), the other feed of the same batch is read as usual."""
-    site.routes["/pathological"] = Route(200, _pathological_feed(1500), XML)  # about 1 MiB
+    such (feed health shows it), the other feed of the same batch is read as usual. The larger one is just
+    under the 10 MiB feed cap, where feedparser's lenient parser would take about a minute."""
+    document = _pathological_feed(items)
+    assert len(document) < Settings().network.max_feed_bytes
+    site.routes["/pathological"] = Route(200, document, XML)
     site.routes["/fine"] = Route(200, rss(3), XML)
     settings = make_settings([{"name": "pathological", "url": site.url("/pathological")},
                               {"name": "fine", "url": site.url("/fine")}], item_time_limit=1)
@@ -480,6 +511,63 @@ def test_a_feed_that_parses_for_ever_costs_its_own_poll_only(site, query, capsys
     health = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert health["pathological"]["state"] == "failing" and health["pathological"]["error_kind"] == "parser_timeout"
     assert health["fine"]["state"] == "ok"
+
+
+# --- more new entries than one poll takes ---------------------------------------------------------
+
+
+def stored_items(query, name: str) -> list[int]:
+    """Item numbers of a feed's stored entries, in the order they were queued (the order articles are fetched)."""
+    rows = query("SELECT e.url FROM feed_entries e JOIN feeds f ON f.id = e.feed_id WHERE f.name = %s ORDER BY e.id",
+                 (name,))
+    return [int(row["url"].rsplit("/", 1)[1]) for row in rows]
+
+
+def test_a_feed_that_outruns_the_cap_is_queued_newest_first_over_several_polls(site, query, capsys):
+    """61 new entries listed oldest first, 50 per poll: the 50 newest now, the other 11 on the next poll, none
+    lost and none twice, and feed health says the feed outran the cap while it did. The server's ETag does not
+    hide the remainder behind a 304."""
+    site.routes["/burst"] = Route(200, rss(61, gap=timedelta(minutes=1), oldest_first=True), XML, etag='"v1"')
+    settings = make_settings([{"name": "burst", "url": site.url("/burst")}], max_articles_per_feed=50)
+
+    assert poll(settings)["new_entries"] == 50
+    assert stored_items(query, "burst") == list(range(50))  # the newest, newest first
+    row = feed_row(query, "burst")
+    assert row["last_error_kind"] == "warning" and row["consecutive_failures"] == 0
+    assert "outran" in row["last_error"] and "61 new entries" in row["last_error"] and "11" in row["last_error"]
+    assert main(["feeds", "--json"]) == 0
+    health = json.loads(capsys.readouterr().out)[0]
+    assert health["state"] == "ok" and health["error_kind"] == "warning" and "outran" in health["error"]
+
+    make_due(query, "burst")
+    assert poll(settings)["new_entries"] == 11
+    assert "if-none-match" not in site.requests[-1].headers  # the remainder is in the document we have
+    assert sorted(stored_items(query, "burst")) == list(range(61))
+    assert len(query("SELECT id FROM feed_entries")) == 61
+    row = feed_row(query, "burst")
+    assert row["last_error_kind"] is None and row["last_error"] is None and row["etag"] == '"v1"'
+
+    make_due(query, "burst")
+    assert poll(settings) == {"feeds": 1, "failed": 0, "not_modified": 1, "new_entries": 0}
+
+
+def test_entries_without_a_date_are_queued_after_dated_ones_in_document_order(site, query):
+    dated = rss(3, oldest_first=True).split(b"<item>", 1)[1].rsplit(b"</channel>", 1)[0]  # item/2, item/1, item/0
+    undated = rss(4, prefix="undated", dated=False).split(b"<item>", 1)[1].rsplit(b"</channel>", 1)[0]
+    head = b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+    # Document order: undated/0, item/2, undated/1, item/1, undated/2, item/0, undated/3.
+    dated_items, undated_items = dated.split(b"<item>"), undated.split(b"<item>")
+    mixed = [item for pair in zip(undated_items, dated_items, strict=False) for item in pair] + undated_items[3:]
+    document = head + b"".join(b"<item>" + item for item in mixed) + b"</channel></rss>"
+    site.routes["/mixed"] = Route(200, document, XML)
+    settings = make_settings([{"name": "mixed", "url": site.url("/mixed")}], max_articles_per_feed=5)
+
+    assert poll(settings)["new_entries"] == 5
+    urls = [row["url"].removeprefix("http://127.0.0.1/") for row in query("SELECT url FROM feed_entries ORDER BY id")]
+    assert urls == ["item/0", "item/1", "item/2", "undated/0", "undated/1"]
+    make_due(query, "mixed")
+    assert poll(settings)["new_entries"] == 2
+    assert len(query("SELECT DISTINCT url FROM feed_entries")) == 7
 
 
 # --- visibility ------------------------------------------------------------------------------------

@@ -8,9 +8,15 @@ a single ``update`` alert is recorded (the unique key stops any second one).
 
 Delivery leases due rows one at a time (``newswatch.outbox``), sends outside any transaction, and
 records the outcome and the attempt in another short one; a failed send is retried on later cycles
-with exponential backoff. Delivery is at-least-once (a crash between send and record repeats one
-message), so every message carries an idempotency key for receivers that deduplicate. Digest rules park their alerts
-until the digest is due, then one message per (rule, channel, due time) lists them.
+with exponential backoff. Digest rules park their alerts until the digest is due, then one message per
+(rule, channel, due time) lists them.
+
+Delivery is at least once. A message is repeated in two cases: a crash between the send and the record,
+and a receiver that took the message but answered after ``alerts.send_timeout`` (the attempt is recorded
+as ``timeout: …`` in ``delivery_attempts``, and the retry is a second attempt there, so such repeats can be
+counted). Every message carries an idempotency key, the same on every retry: ``Alert-Id``/``Digest-Id`` in
+the text, ``idempotency_key`` in JSON bodies and the ``Idempotency-Key`` header of every webhook
+(``webhook+https://`` and Apprise's ``json://``, ``xml://``, ``form://``). Receivers drop a repeat by it.
 """
 
 from __future__ import annotations
@@ -222,8 +228,8 @@ def _attempt(settings: Settings, table: str, row: dict, message: Message) -> str
     started = time.monotonic()
     try:
         if channel is None:
-            raise DeliveryError(f"channel {row['channel']!r} is no longer in the configuration")
-        send_to_channel(channel, message)
+            raise DeliveryError("config", f"channel {row['channel']!r} is no longer in the configuration")
+        send_to_channel(channel, message, timeout=settings.alerts.send_timeout)
     except DeliveryError as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a broken channel must not block the others

@@ -320,6 +320,8 @@ class Dedup(_Strict):
 class Alerts(_Strict):
     max_attempts: int = Field(default=10, ge=1, le=100)
     retry_base_seconds: float = Field(default=60, ge=0, le=3600, description="First retry delay; doubles")
+    send_timeout: float = Field(default=30, gt=0, le=240, description="Seconds one send may take, answer included; "
+                                "less than the outbox lease (5 min)")
 
 
 class Settings(_Strict):

@@ -606,8 +606,9 @@ def _parser_ran_out_of_memory() -> bool:
     return parser is not None and any(error.type_name == "ERR_NO_MEMORY" for error in parser.error_log)
 
 
-def _main_text(tree: HtmlElement, marks: _Marks | None, url: str, *, fast: bool):
-    """trafilatura over a marked copy of the page; ``fast`` skips its backup extractors."""
+def _main_text(tree: HtmlElement, marks: _Marks | None, url: str, *, fast: bool, precision: bool = True):
+    """trafilatura over a marked copy of the page; ``fast`` skips its backup extractors, ``precision`` False
+    is trafilatura's balanced mode."""
     return trafilatura.bare_extraction(
         _prepare_tree(tree, marks),
         url=url,
@@ -617,7 +618,7 @@ def _main_text(tree: HtmlElement, marks: _Marks | None, url: str, *, fast: bool)
         with_metadata=False,
         # Precision mode prunes teasers, "related" boxes and link lists that balanced mode keeps;
         # it scores higher on the extraction benchmark (docs/benchmarks.md) at no cost in recall.
-        favor_precision=True,
+        favor_precision=precision,
         include_comments=False,
         include_tables=True,  # data tables are article content (results, standings, prices)
         include_images=False,  # captions are not article text
@@ -666,6 +667,12 @@ def _parse_page(content: bytes, *, url: str, content_type: str | None, now: date
     document = _main_text(tree, marks, url, fast=True)
     if document is None or len(document.text or "") < FULL_EXTRACTION_BELOW_CHARS:
         document = _main_text(tree, marks, url, fast=False) or document
+    balanced = None
+    if document is None or len(document.text or "") < MIN_BODY_CHARS:
+        # Precision mode can prune a whole article (paragraphs that are each one link, a layout it takes for
+        # a link list) and, unlike balanced mode, has no rescue pass: balanced mode is asked before giving up
+        # (used below, after the page's own JSON-LD text, which keeps its paragraphs).
+        balanced = _main_text(tree, marks, url, fast=False, precision=False)
     page = _Page(
         title=title,
         canonical_url=_pick_canonical(meta.canonical_candidates, url),
@@ -689,6 +696,10 @@ def _parse_page(content: bytes, *, url: str, content_type: str | None, now: date
     fallback = html_to_text(text) if _HAS_TAG.search(text) else _join_paragraphs(_LINE_BREAKS.sub("\n\n", text))
     if len(page.body) < MIN_BODY_CHARS and len(fallback) > len(page.body):
         page.body, page.method = fallback, "jsonld"
+    if len(page.body) < MIN_BODY_CHARS and balanced is not None and balanced.body is not None:
+        text = _assemble_body(balanced.body, (page.title, meta.og_title, meta.h1), marks)
+        if len(text) > len(page.body):
+            page.body, page.method = text, "trafilatura"
     return page
 
 

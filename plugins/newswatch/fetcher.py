@@ -3,8 +3,9 @@
 Feeds are written by strangers, so every request is bounded: connect and read timeouts plus a total
 deadline, a size cap enforced on the decompressed stream (gzip bombs stop at the cap), a redirect
 limit with each hop checked, and refusal of private, loopback, link-local, multicast and reserved
-addresses unless ``network.allow_networks`` admits them. The address is checked after DNS resolution
-and again on the socket actually connected, so DNS rebinding cannot slip through.
+addresses unless ``network.allow_networks`` admits them. Each connection resolves the name once, checks
+every address, and connects to a checked address before a byte is sent (TLS still checks the name), so
+DNS rebinding cannot slip through.
 
 The total deadline is enforced by a watchdog that shuts the socket down: requests' timeouts apply to
 each read, so a server dripping one byte per second would otherwise hold a worker for ever. A
@@ -20,12 +21,16 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.connection import create_connection
 
 from newswatch.config import Network
 
@@ -92,19 +97,28 @@ class AddressPolicy:
         public = ip.is_global and not ip.is_multicast and ip not in _SHARED_ADDRESS_SPACE
         return public and not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved)
 
-    def check_host(self, host: str, port: int) -> None:
+    def resolve(self, host: str, port: int) -> list[tuple[str, int]]:
+        """The (address, port) pairs ``host`` resolves to, once; FetchError if any of them is refused.
+
+        The connection then goes to one of these very addresses: resolving again to connect would let a
+        name that answers differently the second time (DNS rebinding) reach a refused address.
+        """
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise FetchError("dns", f"cannot resolve {host}: {exc}") from None
+        addresses: list[tuple[str, int]] = []
         for info in infos:
-            address = info[4][0]
+            address, address_port = info[4][0], info[4][1]
             if not self.permits(address):
                 raise FetchError(
                     "blocked_address",
                     f"{host} resolves to {address}, which is not a public address "
                     "(add its network to network.allow_networks to allow it)",
                 )
+            if (address, address_port) not in addresses:
+                addresses.append((address, address_port))
+        return addresses
 
 
 class HostLimiter:
@@ -227,30 +241,75 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
+class _GuardedConnection(HTTPConnection):
+    """Connects only to an address its policy permits, resolved once, and is watched by the deadline.
+
+    The name is resolved and every address checked here, and the socket connected to a checked address,
+    before a byte is sent; the host name stays the connection's ``host``, so it still gives the Host
+    header, the TLS server name (SNI) and the name the certificate is checked against.
+    """
+
+    def __init__(self, *args: Any, address_policy: AddressPolicy | None = None, **kwargs: Any):
+        self.address_policy = address_policy
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self) -> socket.socket:
+        if self.address_policy is None:  # a trusted URL (a configured webhook)
+            return super()._new_conn()
+        error: Exception = NewConnectionError(self, f"no address for {self.host}")
+        for address, port in self.address_policy.resolve(self._dns_host, self.port):
+            try:
+                return create_connection((address, port), self.timeout, source_address=self.source_address,
+                                         socket_options=self.socket_options)
+            except TimeoutError:
+                error = ConnectTimeoutError(self, f"connection to {self.host} timed out")
+            except OSError as exc:
+                error = NewConnectionError(self, f"failed to establish a new connection: {exc}")
+        raise error
+
     def getresponse(self):  # type: ignore[override]
         _Watchdog.register(self.sock)
         return super().getresponse()
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def getresponse(self):  # type: ignore[override]
-        _Watchdog.register(self.sock)
-        return super().getresponse()
+class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
+    ConnectionCls = _GuardedConnection
 
 
 class _WatchedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
+    ConnectionCls = _GuardedHTTPSConnection
 
 
 class _WatchedAdapter(HTTPAdapter):
+    """Connections watched by the deadline and, given a policy, connected only to addresses it permits."""
+
+    def __init__(self, address_policy: AddressPolicy | None = None):
+        self.address_policy = address_policy
+        super().__init__(max_retries=0)
+
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+        policy = {"address_policy": self.address_policy}  # handed by each pool to the connections it opens
+        self.poolmanager.pool_classes_by_scheme = {"http": partial(_WatchedHTTPPool, **policy),
+                                                   "https": partial(_WatchedHTTPSPool, **policy)}
+
+
+def watched_session() -> requests.Session:
+    """A session for trusted URLs (configured webhooks) whose requests a :func:`deadline` can cut."""
+    session = requests.Session()
+    adapter = _WatchedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def deadline(seconds: float) -> _Watchdog:
+    """A total deadline for the requests this thread makes through a watched session (a context manager)."""
+    return _Watchdog(seconds)
 
 
 class Fetcher:
@@ -263,7 +322,7 @@ class Fetcher:
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies or .netrc credentials for untrusted URLs
         self.session.max_redirects = network.max_redirects
-        adapter = _WatchedAdapter(max_retries=0)
+        adapter = _WatchedAdapter(self.policy)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({
@@ -368,12 +427,12 @@ class Fetcher:
     def _request(self, url: str, headers: dict[str, str], watchdog: _Watchdog) -> requests.Response:
         try:
             parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if parts.port == 0:  # reading it also rejects a port out of range (ValueError)
+                raise ValueError("port 0")
         except ValueError as exc:
             raise FetchError("invalid_url", str(exc)) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError("invalid_url", f"not an http(s) URL: {redact(url)}")
-        self.policy.check_host(parts.hostname, port)
         remaining = watchdog.remaining()
         if remaining <= 0:
             raise FetchError("timeout", "total deadline exceeded")
@@ -388,10 +447,6 @@ class Fetcher:
             raise FetchError("connection", f"cannot connect to {redact(url)}: {_short(exc)}") from None
         except requests.RequestException as exc:
             raise FetchError("request", f"{redact(url)}: {_short(exc)}") from None
-        peer = _peer_address(response)
-        if peer is not None and not self.policy.permits(peer):
-            response.close()
-            raise FetchError("blocked_address", f"{parts.hostname} connected to refused address {peer}")
         return response
 
     def _read_body(self, response: requests.Response, limit: int, watchdog: _Watchdog) -> tuple[bytes, int]:
@@ -414,22 +469,6 @@ class Fetcher:
             # The watchdog shut the socket down mid-body: what arrived is truncated, not the document.
             raise FetchError("timeout", "body not received within the total deadline")
         return b"".join(chunks), size
-
-
-def _peer_address(response: requests.Response) -> str | None:
-    """The IP of the socket the response came from (urllib3 keeps it on the underlying file object)."""
-    raw = response.raw
-    candidates = (
-        getattr(getattr(raw, "_connection", None), "sock", None),
-        getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None),
-    )
-    for sock in candidates:
-        if sock is not None:
-            try:
-                return sock.getpeername()[0]
-            except OSError:
-                continue
-    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -218,7 +218,7 @@ def _retry_later(entry: dict, owner: str, failure: _Failure | None, settings: Se
                 next_attempt_at = %s, lease_until = NULL, lease_owner = NULL
             WHERE id = %s AND status = 'pending' AND lease_owner = %s
             """,
-            ("failed" if gave_up else "pending", attempts, failure.kind, db.strip_nul(failure.message)[:1000],
+            ("failed" if gave_up else "pending", attempts, failure.kind, db.clean_text(failure.message)[:1000],
              datetime.now(UTC) + delay, entry["id"], owner),
         )
         if cur.rowcount == 0:
@@ -284,7 +284,7 @@ def insert_article(cur, entry: dict, article: ExtractedArticle, settings: Settin
             article = dataclasses.replace(article, body=boilerplate.strip_and_learn(cur, site_of(canonical),
                                                                                      article.body))
         print_ = fingerprint(article.body, settings.dedup.min_tokens)
-    clean = db.strip_nul
+    clean = db.clean_text
     cur.execute(
         """
         INSERT INTO articles (url, canonical_url, title, body, summary, language, authors, site_name,

@@ -4,7 +4,8 @@ A message row is written in the transaction that decides it (so it exists exactl
 sender leases one due row (``lease_until``) in a short transaction, sends outside any transaction (a slow
 or hung channel holds no lock and no connection), and records the outcome in another short transaction.
 A sender killed mid-send leaves a lease that runs out; the row is then due again and sent again: delivery
-is at least once, and every message carries an idempotency key so that receivers can drop a repeat.
+is at least once, and every message carries an idempotency key so that receivers can drop a repeat. The
+same holds for a send cut at its deadline (``alerts.send_timeout``) after the receiver took the message.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import timedelta
 
 from newswatch import db
 
-# Longer than any send may take (Apprise's own timeouts, a webhook trickling its answer).
+# Longer than any send may take (alerts.send_timeout is at most 4 min).
 LEASE = timedelta(minutes=5)
 TABLES = ("alerts", "digests", "operator_events")
 

@@ -2,8 +2,10 @@
 
 Each feed is fetched with a conditional GET (stored ETag / Last-Modified); a 304 costs no parsing.
 Entries are inserted into ``feed_entries`` keyed on (feed, GUID): an entry seen before is never
-queued again, so re-running a poll is harmless. A failing feed is recorded (kind and message) and
-never stops the others.
+queued again, so re-running a poll is harmless. A poll queues at most ``polling.max_articles_per_feed``
+unseen entries, newest first; the rest stay unseen and are queued by the following polls (which fetch
+the document again rather than accept a 304), and feed health carries a warning meanwhile. A failing
+feed is recorded (kind and message) and never stops the others.
 
 Scheduling (see ``schedule.py``): after every poll the feed's ``next_poll_at`` is set, from its
 publishing rate and the server's hints on success, from Retry-After or exponential backoff with full
@@ -35,15 +37,22 @@ from psycopg2.extras import execute_values
 
 from newswatch import db, delivery, outbox, schedule
 from newswatch.config import Settings
-from newswatch.feeds import FeedError, ParsedFeed, parse_job
+from newswatch.feeds import FeedEntry, FeedError, ParsedFeed, parse_job
 from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter, host_limiter, redact
 from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 
 log = logging.getLogger(__name__)
 
 FEED_ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+    "application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.9, */*;q=0.5"
 )
+# A feed document may yield this many times ``polling.max_articles_per_feed`` entries, of which each poll queues
+# at most ``max_articles_per_feed`` unseen ones, newest first, leaving the rest to the following polls. Ten polls'
+# worth lets a burst, or an archive listed oldest first, drain without loss; the bound keeps a hostile document
+# (10 MiB of tiny items is some 100,000 entries) from sending an unbounded list back from its worker process and
+# into one transaction's lookup: at most 10,000 entries with the largest cap.
+BACKLOG_POLLS = 10
 # A permanent redirect must be seen on this many consecutive successful polls before the URL moves.
 REDIRECT_CONFIRMATIONS = 2
 # An operator event whose delivery failed this many times is left for the operator to find in the table.
@@ -203,7 +212,8 @@ def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int
             attempt.outcome = "not_modified"  # nothing to parse: the document is the one we have
         else:
             job = {"content": attempt.result.content, "url": attempt.result.url,
-                   "content_type": attempt.result.content_type, "max_entries": settings.polling.max_articles_per_feed}
+                   "content_type": attempt.result.content_type,
+                   "max_entries": settings.polling.max_articles_per_feed * BACKLOG_POLLS}
             attempt.parsed = pool.submit(parse_job, job).result()
     except WorkerFailure as exc:
         log.warning("feed %s (%s): parsing lost: %s", row["name"], redact(row["url"]), exc)
@@ -246,32 +256,41 @@ def _record(feed_id: int, attempt: _Attempt, settings: Settings, interval: int |
     now = datetime.now(UTC)
     new_entries = 0
     disabled = False
-    entries = [
-        (feed_id, entry.guid, entry.url, entry.title, entry.summary, entry.published_at)
-        for entry in (attempt.parsed.entries if attempt.parsed else [])
-    ]
+    entries = attempt.parsed.entries if attempt.parsed else []
+    cap = settings.polling.max_articles_per_feed
     with db.transaction() as cur:
         cur.execute("SELECT * FROM feeds WHERE id = %s FOR UPDATE", (feed_id,))
         feed = cur.fetchone()
         if feed is None:
             return 0, False  # deleted meanwhile
-        if entries:
+        unseen = _unseen_newest_first(cur, feed_id, entries)
+        if unseen:
             inserted = execute_values(
                 cur,
                 """
                 INSERT INTO feed_entries (feed_id, guid, url, title, summary, published_at)
                 VALUES %s ON CONFLICT (feed_id, guid) DO NOTHING RETURNING id
                 """,
-                [tuple(db.strip_nul(value) for value in entry) for entry in entries],
+                [tuple(db.clean_text(value) for value in (feed_id, entry.guid, entry.url, entry.title, entry.summary,
+                                                         entry.published_at))
+                 for entry in unseen[:cap]],
                 fetch=True,
             )
             new_entries = len(inserted)
+        held_back = max(len(unseen) - cap, 0)
         if feed["url"] != attempt.url:
             log.info("feed %s changed URL while it was polled; its state is left as is", feed["name"])
         elif attempt.outcome == "error":
             disabled = _failed(cur, feed, attempt, settings, now)
         else:
-            _succeeded(cur, feed, attempt, settings, now, new_entries, interval)
+            warning = attempt.parsed.warning if attempt.parsed else None
+            if held_back:
+                outran = (f"outran the per-poll cap: {len(unseen)} new entries, the {cap} newest queued, "
+                          f"{held_back} left for the next polls (polling.max_articles_per_feed)")
+                log.warning("feed %s %s", feed["name"], outran)
+                warning = f"{warning}; {outran}" if warning else outran
+            _succeeded(cur, feed, attempt, settings, now, new_entries, interval, warning=warning,
+                       refetch=held_back > 0)
         result = attempt.result
         cur.execute(
             """
@@ -286,10 +305,28 @@ def _record(feed_id: int, attempt: _Attempt, settings: Settings, interval: int |
     return new_entries, disabled
 
 
+def _unseen_newest_first(cur, feed_id: int, entries: list[FeedEntry]) -> list[FeedEntry]:
+    """The entries not stored yet, in the order they are to be queued.
+
+    Dated entries come first, newest first (a feed may list oldest first); undated ones follow in document
+    order, since they cannot be placed among the dated ones and feeds mostly list newest first. Whatever
+    the per-poll cap leaves out is still unseen on the next poll, and so is taken then.
+    """
+    if not entries:
+        return []
+    guids = [db.clean_text(entry.guid) for entry in entries]
+    cur.execute("SELECT guid FROM feed_entries WHERE feed_id = %s AND guid = ANY(%s)", (feed_id, guids))
+    seen = {row["guid"] for row in cur.fetchall()}
+    unseen = [entry for entry, guid in zip(entries, guids, strict=True) if guid not in seen]
+    dated = sorted((entry for entry in unseen if entry.published_at), key=lambda entry: entry.published_at,
+                   reverse=True)  # stable: entries of the same moment keep their document order
+    return dated + [entry for entry in unseen if entry.published_at is None]
+
+
 def _event(cur, kind: str, feed: dict, message: str) -> None:
     cur.execute(
         "INSERT INTO operator_events (kind, feed_id, message) VALUES (%s, %s, %s)",
-        (kind, feed["id"], db.strip_nul(message)[:2000]),
+        (kind, feed["id"], db.clean_text(message)[:2000]),
     )
     log.warning("operator event %s: %s", kind, message)
 
@@ -340,7 +377,9 @@ def _failed(cur, feed: dict, attempt: _Attempt, settings: Settings, now: datetim
 
 
 def _succeeded(cur, feed: dict, attempt: _Attempt, settings: Settings, now: datetime, new_entries: int,
-               configured: int | None) -> None:
+               configured: int | None, *, warning: str | None = None, refetch: bool = False) -> None:
+    """Record a successful poll. ``warning`` goes to feed health; ``refetch`` drops the validators, so that
+    entries held back by the per-poll cap are not hidden behind a 304 on the next poll."""
     result, parsed = attempt.result, attempt.parsed
     assert result is not None
     if parsed is not None:
@@ -376,14 +415,15 @@ def _succeeded(cur, feed: dict, attempt: _Attempt, settings: Settings, now: date
         """
         UPDATE feeds SET last_polled_at = %s, last_success_at = %s, last_status = %s,
             consecutive_failures = 0, last_error_kind = %s, last_error = %s,
-            etag = COALESCE(%s, etag), last_modified = COALESCE(%s, last_modified),
+            etag = CASE WHEN %s THEN NULL ELSE COALESCE(%s, etag) END,
+            last_modified = CASE WHEN %s THEN NULL ELSE COALESCE(%s, last_modified) END,
             url = %s, permanent_redirect_url = %s, redirect_count = %s,
             interval_seconds = %s, ttl_seconds = %s, server_min_interval = %s, next_poll_at = %s,
             failure_notified_at = NULL, updated_at = now()
         WHERE id = %s
         """,
-        (now, now, result.status, "warning" if parsed and parsed.warning else None,
-         parsed.warning if parsed else None, result.headers.get("etag"), result.headers.get("last-modified"),
+        (now, now, result.status, "warning" if warning else None, warning,
+         refetch, result.headers.get("etag"), refetch, result.headers.get("last-modified"),
          url, redirect_url, redirect_count, interval, ttl_seconds, server_floor, next_poll, feed["id"]),
     )
 

@@ -101,7 +101,7 @@ def _check(query: str, language: str | None, limit: int, offset: int) -> tuple[s
         raise SearchError(f"limit must be between 1 and {MAX_LIMIT}")
     if not 0 <= offset <= MAX_OFFSET:
         raise SearchError(f"only the first {MAX_OFFSET} results can be paged through: refine the query")
-    return db.strip_nul(query), language
+    return db.clean_text(query), language
 
 
 _RESULTS = """
@@ -165,7 +165,7 @@ def search_page(cur, query: str, *, language: str | None = None, since: datetime
                 feed: str | None = None, limit: int = 50, offset: int = 0) -> SearchPage:
     """One page of results using an open cursor (dict rows); ``snippet`` carries MARK_START/MARK_STOP."""
     query, language = _check(query, language, limit, offset)
-    params = {"q": query, "language": language, "since": since, "feed": db.strip_nul(feed) or None, "limit": limit + 1,
+    params = {"q": query, "language": language, "since": since, "feed": db.clean_text(feed) or None, "limit": limit + 1,
               "offset": offset, "codes": sorted(LANGUAGE_CONFIGS)}
     if language is not None:
         cur.execute(_ONE_LANGUAGE, params)
