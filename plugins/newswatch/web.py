@@ -16,8 +16,9 @@ Pages (server-rendered HTML, no JavaScript, nothing fetched from elsewhere):
 - ``/feeds?page=…``: feed health, failing feeds first, with daily article and error sparklines;
 - ``/search?q=…&language=…&since=…&page=…``: full-text search in each article's language (newswatch.search).
 
-JSON twins live under ``/api/``. All feed-derived text is HTML-escaped (titles come from strangers), links
-are emitted only for http(s) URLs, and every HTML answer carries a strict Content-Security-Policy (no
+JSON twins live under ``/api/``. Feed URLs are shown without credentials or query string (they may carry
+tokens, and every logged-in user reads these pages). All feed-derived text is HTML-escaped (titles come from
+strangers), links are emitted only for http(s) URLs, and every HTML answer carries a strict Content-Security-Policy (no
 script at all, the one inline stylesheet allowed by its hash, framing only by the Airflow UI's origin).
 """
 
