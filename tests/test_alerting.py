@@ -63,14 +63,14 @@ def test_gives_up_after_max_attempts_and_records_why(tmp_path, site, webhook, sm
     settings = _settings(tmp_path, site, webhook, smtp,
                          alerts={"retry_base_seconds": 0, "max_attempts": 2},
                          channels=[{"name": "webhook", "url": "json://127.0.0.1:9/nothing-listens-here"},
-                                   {"name": "email", "url": "this-is-not-a-service://x"}])
+                                   {"name": "email", "url": "mailto://127.0.0.1:9?from=nw@example.org"}])
     run_cycle(settings)
     run_cycle(settings)
     run_cycle(settings)
     rows = {row["channel"]: row for row in query("SELECT * FROM alerts")}
     assert rows["webhook"]["status"] == "failed" and rows["webhook"]["attempts"] == 2
     assert rows["email"]["status"] == "failed"
-    assert "not a valid Apprise URL" in rows["email"]["last_error"]
+    assert rows["email"]["attempts"] == 2 and "did not accept the message" in rows["email"]["last_error"]
 
 
 def test_message_carries_idempotency_key_and_plain_text(tmp_path, site, webhook, smtp, query):

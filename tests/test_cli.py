@@ -1,13 +1,23 @@
-"""The CLI around the archive: rules test, listings in table and JSON form."""
+"""The CLI around the archive: rules test, listings in table and JSON form, exit codes."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
 
+import pytest
+import yaml
+
+from newswatch import db
 from newswatch.cli import main
 from newswatch.config import load_settings
 from newswatch.pipeline import run_cycle
+from tests.conftest import ROOT
 from tests.scenario import seed_config, serve_seed_sites
+from tests.servers import Route
 
 
 def test_rules_test_on_the_archive(tmp_path, site, webhook, smtp, query, capsys):
@@ -42,3 +52,60 @@ def test_listings_as_json(tmp_path, site, webhook, smtp, query, capsys):
     assert {alert["status"] for alert in alerts} == {"sent"}
     assert main(["alerts"]) == 0
     assert "syria-strikes" in capsys.readouterr().out
+
+
+def test_poll_ends_with_one_line_when_postgresql_stops_mid_cycle(tmp_path, site):
+    """PostgreSQL stops while ``newswatch poll`` waits on a feed: one line on stderr and the documented exit code."""
+    server_dir = tmp_path / "own-postgres"
+    url = db.start_embedded(server_dir)
+    db.migrate(url)
+    db.close_pools(url)
+    fetched, release = threading.Event(), threading.Event()
+
+    def slow_feed(request):
+        fetched.set()
+        release.wait(120)
+        return Route(200, b"<rss version='2.0'><channel><title>t</title></channel></rss>",
+                     {"Content-Type": "application/rss+xml"})
+
+    site.routes["/feed.xml"] = slow_feed
+    config = tmp_path / "newswatch.yaml"
+    config.write_text(yaml.safe_dump({
+        "feeds": [{"name": "wire", "url": site.url("/feed.xml")}],
+        "network": {"allow_networks": ["127.0.0.1/32"]},
+        "polling": {"worker_processes": 1},
+    }))
+    env = {**os.environ, "NEWSWATCH_DATABASE_URL": url, "PYTHONPATH": str(ROOT / "plugins")}
+    process = subprocess.Popen([sys.executable, "-m", "newswatch.cli", "poll", "--config", str(config)],
+                               env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert fetched.wait(300), "newswatch poll never fetched the feed"
+        assert db.stop_embedded(server_dir)
+        release.set()
+        out, err = process.communicate(timeout=300)
+    finally:
+        release.set()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        db.stop_embedded(server_dir)
+    assert process.returncode == 3, (process.returncode, err[-3000:])
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert err.startswith("newswatch: the database is unavailable: "), err
+
+    # Still stopped when the next run starts: the same line, the same code, and no feed is fetched.
+    fetched.clear()
+    again = subprocess.run([sys.executable, "-m", "newswatch.cli", "poll", "--config", str(config)], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 3 and not fetched.is_set()
+    assert again.stderr.startswith("newswatch: the database is unavailable: ") and "Traceback" not in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1, again.stderr[-3000:]
+
+
+def test_help_documents_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit codes:" in out
+    for code in ("0", "1", "2", "3"):
+        assert f"\n  {code}  " in out, out

@@ -48,7 +48,24 @@ def test_load_from_the_yaml_file(tmp_path):
     config.write_text("feeds: []\nretention:\n  article_bodies_days: 60\n  delivery_attempts_days: 0\n")
     assert maintenance.load_retention(config, env={}) == Retention(60, 30, 0, True)
     config.write_text("retention: [unclosed\n")
-    with pytest.raises(RetentionConfigError, match="cannot read the file"):
+    with pytest.raises(RetentionConfigError, match="not valid YAML"):
+        maintenance.load_retention(config, env={})
+
+
+def test_retention_is_read_by_the_config_loader(tmp_path, monkeypatch):
+    """${VAR} expands in retention as everywhere else, and the file's other rules (duplicates, UTF-8) hold."""
+    config = tmp_path / "newswatch.yaml"
+    config.write_text("retention:\n  article_bodies_days: ${BODY_DAYS}\n  feed_polls_days: ${POLL_DAYS:-14}\n")
+    monkeypatch.setenv("BODY_DAYS", "45")
+    assert maintenance.load_retention(config, env={}) == Retention(45, 14, 90, True)
+    monkeypatch.delenv("BODY_DAYS")
+    with pytest.raises(RetentionConfigError, match="retention.article_bodies_days: environment variable BODY_DAYS"):
+        maintenance.load_retention(config, env={})
+    config.write_text("retention: {article_bodies_days: 10}\nretention: {article_bodies_days: 20}\n")
+    with pytest.raises(RetentionConfigError, match="line 2: duplicate key 'retention'"):
+        maintenance.load_retention(config, env={})
+    config.write_bytes("retention: {article_bodies_days: 10}  # d\xe9j\xe0\n".encode("latin-1"))
+    with pytest.raises(RetentionConfigError, match="not UTF-8"):
         maintenance.load_retention(config, env={})
 
 

@@ -166,3 +166,13 @@ def test_cli_table_and_json(database_url, query, capsys):
     assert _cli("frappe", "--since", "last tuesday") == 2
     assert "since" in capsys.readouterr().err
     assert _cli("frappe", "--page", "0") == 2
+
+
+def test_cli_refuses_a_period_beyond_the_calendar_in_one_line(database_url, query, capsys):
+    add_article(query, "Frappe", "frappe", "fr")
+    for since in ("99999999d", "9999999999999999999999h"):
+        assert _cli("frappe", "--since", since) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("newswatch search: since:") and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(search.SearchError, match="since"):
+        search.parse_since("99999999d")

@@ -253,6 +253,49 @@ def test_feeds_and_search_pages(client, query):
     assert client.get("/api/search", params={"q": ""}).status_code == 400
 
 
+@pytest.mark.parametrize("path", [
+    "/stories?before=2026-01-01T00:00:00,99999999999999999999",
+    "/stories?before=2026-01-01T00:00:00,-99999999999999999999",
+    "/stories/7?after=2026-01-01T00:00:00,99999999999999999999",
+    "/alerts?before=2026-01-01T00:00:00,9223372036854775808",
+    "/api/stories?before=2026-01-01T00:00:00,99999999999999999999",
+    "/api/stories/7?after=2026-01-01T00:00:00,99999999999999999999",
+    "/api/alerts?before=2026-01-01T00:00:00,-9223372036854775809",
+    "/search?q=frappe&since=99999999d",
+    "/search?q=frappe&since=9999999999999999999999w",
+    "/api/search?q=frappe&since=99999999d",
+])
+def test_crafted_cursors_and_periods_are_refused(client, query, path):
+    seed_newsroom(query)
+    answer = client.get(path)
+    assert answer.status_code == 400, (path, answer.status_code, answer.text[:300])
+    text = answer.json()["detail"] if "/api/" in path else answer.text
+    assert "cursor" in text or "since" in text
+
+
+def test_nul_in_a_search_filter_is_only_data(client, query):
+    seed_newsroom(query)
+    answer = client.get("/api/search", params={"q": "frappe", "feed": "info\x00-express"})
+    assert answer.status_code == 200 and {r["feed"] for r in answer.json()["results"]} == {"info-express"}
+
+
+def test_feed_urls_are_shown_without_credentials_or_query(client, query):
+    """Feed URLs can carry tokens; every logged-in user sees them only as operator events show them."""
+    seed_newsroom(query)
+    query("INSERT INTO feeds (name, url, config_url, permanent_redirect_url, consecutive_failures, last_error_kind) "
+          "VALUES ('private', 'https://reader:pw-SECRET@feeds.example/rss?token=TOKEN-SECRET', "
+          "'https://feeds.example/rss?token=OLD-SECRET', 'https://feeds.example/v2?key=NEW-SECRET', 2, 'timeout')")
+    for path in ("/", "/feeds", "/api/feeds"):
+        text = client.get(path).text
+        assert "SECRET" not in text and "reader" not in text, path
+        assert "https://feeds.example/rss?…" in text or "https://feeds.example/rss?\\u2026" in text, path
+    feed = next(f for f in client.get("/api/feeds").json() if f["name"] == "private")
+    assert (feed["url"], feed["config_url"], feed["permanent_redirect_url"]) == (
+        "https://feeds.example/rss?…", "https://feeds.example/rss?…", "https://feeds.example/v2?…")
+    plain = next(f for f in client.get("/api/feeds").json() if f["name"] == "journal-du-monde")
+    assert plain["url"] == "https://jdm.example/rss"
+
+
 def test_sparkline_and_highlight_helpers():
     from newswatch import web
 

@@ -9,11 +9,23 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import psycopg2
 from psycopg2.extras import RealDictCursor
 
 from newswatch import db, metrics, search
-from newswatch.config import ConfigError, config_path, load_settings
+from newswatch.config import ConfigError, config_path, config_warnings, load_settings
 from newswatch.output import print_rows
+
+EXIT_OK = 0
+EXIT_PROBLEMS_FOUND = 1  # check-config: the file has problems (listed one per line)
+EXIT_BAD_INPUT = 2  # invalid configuration, query or arguments; no database configured
+EXIT_DATABASE_UNAVAILABLE = 3  # PostgreSQL could not be reached, or went away during the command
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}  done (poll: even when some feeds or deliveries failed; they are recorded and retried)
+  {EXIT_PROBLEMS_FOUND}  check-config found problems in the file
+  {EXIT_BAD_INPUT}  invalid configuration, query or arguments, or no database configured
+  {EXIT_DATABASE_UNAVAILABLE}  the database could not be reached or went away; nothing half-done is kept, run again
+"""
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -24,7 +36,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{exc.path}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
-        return 1
+        return EXIT_PROBLEMS_FOUND
+    for warning in config_warnings(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(settings.enabled_feeds)} enabled feeds, {len(settings.rules)} rules, "
           f"{len(settings.channels)} channels)")
     return 0
@@ -49,7 +63,7 @@ def _config_failure(exc: ConfigError) -> int:
     print(f"{exc.path}: invalid configuration", file=sys.stderr)
     for problem in exc.problems:
         print(f"  - {problem}", file=sys.stderr)
-    return 2
+    return EXIT_BAD_INPUT
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -148,7 +162,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     except RuleSyntaxError as exc:
         print(f"newswatch: invalid query: {exc}", file=sys.stderr)
         print(f"  {query}\n  {' ' * exc.position}^", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     since = datetime.now(UTC) - timedelta(days=args.days)
     stories: dict[int, dict] = {}
     scanned = 0
@@ -183,7 +197,8 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="newswatch", description="Scheduled news monitoring.")
+    parser = argparse.ArgumentParser(prog="newswatch", description="Scheduled news monitoring.", epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -238,7 +253,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except db.DatabaseNotConfigured as exc:
         print(f"newswatch: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        if not db.connection_lost(exc):
+            raise
+        # The server stopped, restarted or cannot be reached: nothing half-done is committed (every stage
+        # writes in short transactions keyed on content), so the next run takes over where this one stopped.
+        print(f"newswatch: the database is unavailable: {db.first_line(exc)}", file=sys.stderr)
+        return EXIT_DATABASE_UNAVAILABLE
 
 
 if __name__ == "__main__":

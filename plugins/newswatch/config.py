@@ -8,6 +8,7 @@ wrong) instead of a traceback in the middle of a DAG run.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_port(url: str) -> None:
+    """A port outside 1-65535 would only fail later, at the first fetch or send: say so now."""
+    match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(\[[^\]]*\]|[^/?#:]*)(?::([^/?#]*))?", url)
+    port = match.group(2) if match else None
+    if port is not None and port != "" and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"port {port[:20]!r} is out of range: a port is a number 1-65535")
+
+
+def _check_channel_url(url: str) -> None:
+    """Refuse a channel URL that no sender can use, with the parser that will send to it.
+
+    ``jsonl://`` and ``webhook+http(s)://`` are newswatch's own senders; everything else goes to Apprise,
+    whose plugins know their own URL formats (tokens, required fields). Instantiating one sends nothing.
+    """
+    import apprise
+
+    from newswatch.delivery import JSONL_SCHEME, WEBHOOK_SCHEMES
+
+    _check_port(url)
+    if url.startswith((JSONL_SCHEME, *WEBHOOK_SCHEMES)):
+        return
+    scheme = url.split("://", 1)[0]
+    with apprise.LogCapture(level=logging.WARNING):  # its complaints would repeat parts of the URL
+        usable = apprise.Apprise.instantiate(url) is not None
+    if not usable:
+        raise ValueError(f"no Apprise plugin can use {scheme}://… (unknown scheme, or a required part such as a "
+                         "token, user or host is missing or malformed; see the Apprise wiki for its format)")
+
+
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:-]*$")]
 
 
@@ -53,6 +83,7 @@ class Feed(_Strict):
     def _http_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/]+", value, re.IGNORECASE):
             raise ValueError("must be an http:// or https:// URL")
+        _check_port(value)
         return value
 
 
@@ -153,6 +184,8 @@ class Channel(_Strict):
     def _has_scheme(cls, value: str | None) -> str | None:
         if value is not None and "://" not in value:
             raise ValueError("must be an Apprise URL such as json://host/path or mailto://user:pass@host")
+        if value is not None:
+            _check_channel_url(value)
         return value
 
     @model_validator(mode="after")
@@ -240,6 +273,8 @@ class Polling(_Strict):
         for item in value:
             if "://" not in item and not re.match(r"^[A-Za-z0-9][A-Za-z0-9 _.:-]*$", item):
                 raise ValueError(f"{item!r} is neither a channel name nor an Apprise URL")
+            if "://" in item:
+                _check_channel_url(item)
         return value
 
     @model_validator(mode="after")
@@ -375,18 +410,117 @@ def _format_error(error: dict[str, Any]) -> list[str]:
     return [f"{location}: {line}" for line in message.splitlines()]
 
 
-def parse_settings(text: str, path: str = "<config>") -> Settings:
-    """Parse YAML text into Settings, raising ConfigError with every problem found."""
+class _DocumentError(Exception):
+    """A YAML document newswatch will not read, with the line of the offending node."""
+
+    def __init__(self, message: str, mark: yaml.Mark | None = None) -> None:
+        super().__init__(f"line {mark.line + 1}: {message}" if mark else message)
+
+
+MAX_NESTING = 64  # a real config nests 4 deep; Python's recursion limit is about 1,000
+MAX_VALUES = 100_000  # values after expanding aliases: anchors used as "billion laughs" stop here
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader made strict: a duplicate key or deep nesting is an error with its line,
+    instead of a silently dropped value or a RecursionError."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self._depth >= MAX_NESTING:
+            raise _DocumentError(f"nested more than {MAX_NESTING} levels deep", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may be overridden by the keys written next to it
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first_line.get(key)
+            except TypeError:
+                continue  # an unhashable key: PyYAML reports it
+            if seen is not None:
+                raise _DocumentError(f"duplicate key {key!r} (first at line {seen}): the first value would be lost",
+                                     key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse what aliases would make of the document: a value containing itself, nesting deeper than
+    MAX_NESTING once expanded, or more than MAX_VALUES values (a few lines of anchors can stand for billions)."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height) once expanded
+    open_nodes: set[int] = set()
+
+    def visit(node: yaml.Node, depth: int) -> tuple[int, int]:
+        if id(node) in open_nodes:
+            raise _DocumentError("this value contains itself through an alias (a recursive alias)", node.start_mark)
+        known = sizes.get(id(node))
+        if known is None:
+            if depth >= MAX_NESTING:
+                raise _DocumentError(f"nested more than {MAX_NESTING} levels deep once aliases are expanded",
+                                     node.start_mark)
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            open_nodes.add(id(node))
+            measured = [visit(child, depth + 1) for child in children]
+            open_nodes.discard(id(node))
+            known = sizes[id(node)] = (min(1 + sum(size for size, _ in measured), MAX_VALUES + 1),
+                                       1 + max((height for _, height in measured), default=0))
+        if depth + known[1] > MAX_NESTING:
+            raise _DocumentError(f"nested more than {MAX_NESTING} levels deep once aliases are expanded",
+                                 node.start_mark)
+        return known
+
+    if visit(root, 0)[0] > MAX_VALUES:
+        raise _DocumentError(f"aliases expand the file to more than {MAX_VALUES} values")
+
+
+def read_document(text: str, path: str = "<config>") -> dict[str, Any]:
+    """The YAML text as a mapping, before ``${VAR}`` expansion; ConfigError for anything unreadable.
+
+    This is the one reader of the config file: settings and retention both come through it.
+    """
+    loader = _ConfigLoader(text)
     try:
-        raw = yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is not None:
+            _check_expansion(root)
+        raw = loader.construct_document(root) if root is not None else None
+    except _DocumentError as exc:
+        raise ConfigError(path, [str(exc)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, [f"not valid YAML: {exc}".replace("\n", " ")]) from None
+    finally:
+        loader.dispose()
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(path, ["the top level must be a mapping with feeds, rules and channels"])
+    return raw
+
+
+def interpolate(value: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``value`` with ``${VAR}`` and ``${VAR:-default}`` expanded, and one line per variable that is not set."""
     problems: list[str] = []
-    raw = _interpolate(raw, "", problems)
+    return _interpolate(value, where, problems), problems
+
+
+def parse_settings(text: str, path: str = "<config>") -> Settings:
+    """Parse YAML text into Settings, raising ConfigError with every problem found."""
+    raw, problems = interpolate(read_document(text, path))
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
@@ -398,11 +532,29 @@ def parse_settings(text: str, path: str = "<config>") -> Settings:
     return settings
 
 
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read and validate the config file (see :func:`config_path`)."""
+def read_config_text(path: str | os.PathLike[str] | None = None) -> tuple[str, str]:
+    """(text, path) of the config file (see :func:`config_path`); ConfigError when it cannot be read as UTF-8."""
     file = Path(path) if path else config_path()
     try:
-        text = file.read_text(encoding="utf-8")
+        return file.read_text(encoding="utf-8"), str(file)
     except OSError as exc:
         raise ConfigError(str(file), [f"cannot read the file: {exc.strerror}"]) from None
-    return parse_settings(text, str(file))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(file), [f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
+                                      "(save the file as UTF-8)"]) from None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the config file (see :func:`config_path`)."""
+    text, name = read_config_text(path)
+    return parse_settings(text, name)
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """Settings that are valid but probably not meant: one line each, shown by ``check-config``."""
+    warnings: list[str] = []
+    for cidr in settings.network.allow_networks:
+        if ipaddress.ip_network(cidr, strict=False).prefixlen == 0:
+            warnings.append(f"network.allow_networks: {cidr!r} admits every address, so feeds and the pages they "
+                            "link to can reach this machine's private services; list only the networks needed")
+    return warnings

@@ -54,6 +54,27 @@ def database_url() -> str:
     )
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """True when ``exc`` means the server is gone or unreachable, not that it refused one statement.
+
+    Such an error ends the whole run (every later step would fail the same way), where a refused value
+    is recorded against its one feed or entry and the run goes on.
+    """
+    if isinstance(exc, psycopg2.InterfaceError):  # "connection already closed"
+        return True
+    if isinstance(exc, psycopg2.OperationalError):
+        # No SQLSTATE: the client lost or never had the connection; 08xxx connection exceptions;
+        # 57P0x the server is shutting down or starting (57014, a cancelled query, is not one of them).
+        return exc.pgcode is None or exc.pgcode.startswith(("08", "57P"))
+    return False
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error: psycopg2 adds hints and context on further lines."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def connect(url: str | None = None) -> psycopg2.extensions.connection:
     conn = psycopg2.connect(url or database_url(), application_name="newswatch")
     conn.set_session(autocommit=False)

@@ -18,7 +18,7 @@ Settings, each a number of days (0 keeps everything of that kind), read in this 
 - defaults: ``article_bodies_days: 90``, ``feed_polls_days: 30``, ``delivery_attempts_days: 90``, and
   ``vacuum: true``;
 - the optional ``retention`` mapping of the newswatch YAML file (``$NEWSWATCH_CONFIG`` or
-  ``config/newswatch.yaml``), read here from the raw YAML;
+  ``config/newswatch.yaml``), read by the config's reader (``${VAR}`` expanded as in every other section);
 - environment variables ``NEWSWATCH_RETENTION_ARTICLE_BODIES_DAYS``, ``NEWSWATCH_RETENTION_FEED_POLLS_DAYS``,
   ``NEWSWATCH_RETENTION_DELIVERY_ATTEMPTS_DAYS``, ``NEWSWATCH_RETENTION_VACUUM``.
 
@@ -140,20 +140,24 @@ def parse_retention(raw: Any, env: Mapping[str, str] | None = None, source: str 
 
 
 def load_retention(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Retention:
-    """Read ``retention`` from the YAML config (a missing file means defaults), then apply the environment."""
-    import yaml
+    """Read ``retention`` from the YAML config (a missing file means defaults), then apply the environment.
 
-    from newswatch.config import config_path
+    The file is read by the config's own reader (UTF-8, duplicate keys refused, ``${VAR}`` expanded), so
+    the section means the same here as in ``check-config``; the rest of the file is not validated here, so
+    a mistake in a feed or rule does not stop the upkeep.
+    """
+    from newswatch.config import ConfigError, config_path, interpolate, read_config_text, read_document
 
     file = Path(path) if path else config_path()
     raw = None
     if file.exists():
         try:
-            document = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise RetentionConfigError(str(file), [f"cannot read the file: {exc}".replace("\n", " ")]) from None
-        if isinstance(document, Mapping):
-            raw = document.get("retention")
+            text, name = read_config_text(file)
+            raw, problems = interpolate(read_document(text, name).get("retention"), "retention")
+        except ConfigError as exc:
+            raise RetentionConfigError(exc.path, exc.problems) from None
+        if problems:
+            raise RetentionConfigError(str(file), problems)
     return parse_retention(raw, env, source=str(file))
 
 

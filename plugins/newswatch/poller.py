@@ -232,6 +232,8 @@ def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int
     try:
         new, disabled = _record(row["id"], attempt, settings, interval)
     except Exception as exc:  # noqa: BLE001 - e.g. a value the database refuses: record a failure instead
+        if db.connection_lost(exc):
+            raise  # the server is gone: the run stops, nothing of this feed's poll was committed
         log.exception("feed %s: storing the poll failed", row["name"])
         failure = _Attempt(url=row["url"], started=attempt.started, outcome="error", error_kind="internal",
                            error=f"storing the poll failed: {type(exc).__name__}: {exc}"[:300],

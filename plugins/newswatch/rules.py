@@ -74,6 +74,7 @@ import re._parser as _sre_parse
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -92,6 +93,7 @@ __all__ = [
 DEFAULT_NEAR = 10  # distance of a bare NEAR
 MAX_NEAR = 1000
 REGEX_MAX_LENGTH = 200  # characters between the slashes
+MAX_NESTING = 50  # parentheses and NOTs inside one another: parsing and matching recurse once per level
 # Backtracking budget of a regex: the product of what each repetition or alternation can try, where
 # *, + and {n,} count 1,000, ? counts 2, {m,n} counts n-m+1 and a|b|c counts 3. One `.*` plus one `?`
 # or a two-way alternation fits (worst case ~1-2 s on 20,000 hostile characters); two `.*` do not
@@ -875,6 +877,7 @@ class _Parser:
         self.tokens = _lex(query)
         self.index = 0
         self.scope: _Token | None = None  # the field of the scoped group being parsed
+        self.depth = 0  # groups and NOTs open around the current token
 
     @property
     def current(self) -> _Token:
@@ -912,9 +915,21 @@ class _Parser:
 
     def parse_not(self) -> _Node:
         if self.current.kind == "NOT":
-            self.advance()
-            return _Not(self.parse_not())
+            with self.nested(self.advance()):
+                return _Not(self.parse_not())
         return self.parse_near()
+
+    @contextmanager
+    def nested(self, token: _Token) -> Iterator[None]:
+        """One level deeper; a rule nested beyond MAX_NESTING is refused instead of exhausting the stack."""
+        if self.depth >= MAX_NESTING:
+            raise RuleSyntaxError(f"nested more than {MAX_NESTING} levels deep (parentheses and NOT)",
+                                  token.position)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     def parse_near(self) -> _Node:
         left_token = self.current
@@ -951,7 +966,8 @@ class _Parser:
             self.advance()
             if self.current.kind == ")":
                 raise RuleSyntaxError("empty parentheses", token.position)
-            node = self.parse_or()
+            with self.nested(token):
+                node = self.parse_or()
             if self.current.kind != ")":
                 raise RuleSyntaxError(
                     f"expected ')' to close '(' at col {token.position}", self.current.position

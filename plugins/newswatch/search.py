@@ -73,7 +73,12 @@ def parse_since(value: str | None, now: datetime | None = None) -> datetime | No
     match = _SINCE.match(value)
     if match:
         amount, unit = int(match.group(1)), match.group(2)
-        return now - {"h": timedelta(hours=amount), "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[unit]
+        try:
+            return now - {"h": timedelta(hours=amount), "d": timedelta(days=amount),
+                          "w": timedelta(weeks=amount)}[unit]
+        except OverflowError:  # before year 1: no calendar, and no article either
+            raise SearchError(f"since: {value.strip()[:40]!r} reaches back before year 1; use a shorter period "
+                              "or leave it empty for no limit") from None
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -160,7 +165,7 @@ def search_page(cur, query: str, *, language: str | None = None, since: datetime
                 feed: str | None = None, limit: int = 50, offset: int = 0) -> SearchPage:
     """One page of results using an open cursor (dict rows); ``snippet`` carries MARK_START/MARK_STOP."""
     query, language = _check(query, language, limit, offset)
-    params = {"q": query, "language": language, "since": since, "feed": feed or None, "limit": limit + 1,
+    params = {"q": query, "language": language, "since": since, "feed": db.clean_text(feed) or None, "limit": limit + 1,
               "offset": offset, "codes": sorted(LANGUAGE_CONFIGS)}
     if language is not None:
         cur.execute(_ONE_LANGUAGE, params)

@@ -16,8 +16,9 @@ Pages (server-rendered HTML, no JavaScript, nothing fetched from elsewhere):
 - ``/feeds?page=…``: feed health, failing feeds first, with daily article and error sparklines;
 - ``/search?q=…&language=…&since=…&page=…``: full-text search in each article's language (newswatch.search).
 
-JSON twins live under ``/api/``. All feed-derived text is HTML-escaped (titles come from strangers), links
-are emitted only for http(s) URLs, and every HTML answer carries a strict Content-Security-Policy (no
+JSON twins live under ``/api/``. Feed URLs are shown without credentials or query string (they may carry
+tokens, and every logged-in user reads these pages). All feed-derived text is HTML-escaped (titles come from
+strangers), links are emitted only for http(s) URLs, and every HTML answer carries a strict Content-Security-Policy (no
 script at all, the one inline stylesheet allowed by its hash, framing only by the Airflow UI's origin).
 """
 
@@ -60,6 +61,8 @@ MEMBERS_SHOWN = 5
 ATTEMPTS_SHOWN = 10
 SPARK_DAYS = 14
 STATEMENT_TIMEOUT = "15s"
+BIGINT_MAX = 2**63 - 1
+FEED_URL_COLUMNS = ("url", "config_url", "permanent_redirect_url")
 
 
 # --- database -----------------------------------------------------------------------------------------
@@ -177,12 +180,21 @@ def rule_activity(cur, days: int = SPARK_DAYS) -> dict[str, list[int]]:
 
 
 def all_feeds(cur) -> list[dict]:
-    """Every feed, failing first (then new, ok, disabled). ``SELECT *``: later migrations' columns are optional."""
+    """Every feed, failing first (then new, ok, disabled). ``SELECT *``: later migrations' columns are optional.
+
+    Feed URLs may carry credentials or tokens (``?key=…``), and every logged-in user reads these pages: they
+    are shown as operator events show them, without credentials or query string.
+    """
+    from newswatch.fetcher import redact
+
     cur.execute("SELECT * FROM feeds")
     feeds = cur.fetchall()
     order = {"failing": 0, "new": 1, "ok": 2, "disabled": 3}
     for feed in feeds:
         feed["state"] = metrics.feed_state(feed)
+        for key in FEED_URL_COLUMNS:
+            if feed.get(key):
+                feed[key] = redact(feed[key])
     feeds.sort(key=lambda f: (order[f["state"]], -(f.get("consecutive_failures") or 0), f["name"]))
     return feeds
 
@@ -287,9 +299,12 @@ def _parse_cursor(value: str | None) -> tuple[datetime, int] | None:
     try:
         moment, row_id = value.rsplit(",", 1)
         parsed = datetime.fromisoformat(moment)
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)), int(row_id)
+        number = int(row_id)
     except ValueError:
         raise HTTPException(status_code=400, detail="invalid page cursor") from None
+    if not 0 <= number <= BIGINT_MAX:  # ids are bigint: a larger one would fail in the database, not here
+        raise HTTPException(status_code=400, detail="invalid page cursor")
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)), number
 
 
 # --- HTML ---------------------------------------------------------------------------------------------
@@ -881,7 +896,7 @@ def _wants_html(request: Request) -> bool:
 @app.exception_handler(db.DatabaseNotConfigured)
 @app.exception_handler(psycopg2.OperationalError)
 def _database_unavailable(request: Request, exc: Exception) -> Response:
-    message = f"The newswatch database is unavailable: {str(exc).strip().splitlines()[0] if str(exc) else exc}"
+    message = f"The newswatch database is unavailable: {db.first_line(exc)}"
     if isinstance(exc, psycopg2.errors.QueryCanceled):
         message = "The query took too long and was cancelled; narrow the search."
     if _wants_html(request):
