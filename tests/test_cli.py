@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+import psycopg2
 import pytest
 import yaml
 
@@ -100,6 +101,79 @@ def test_poll_ends_with_one_line_when_postgresql_stops_mid_cycle(tmp_path, site)
     assert again.returncode == 3 and not fetched.is_set()
     assert again.stderr.startswith("newswatch: the database is unavailable: ") and "Traceback" not in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1, again.stderr[-3000:]
+
+
+def test_postgresql_stopped_mid_ingest_then_restarted_loses_no_article(tmp_path, site):
+    """Drill: PostgreSQL stops while ``newswatch poll`` fetches article pages, then comes back. The run ends
+    with exit code 3; the next one, once the dead run's leases have run out, stores every article once."""
+    from tests.scenario import article_page, rss
+
+    server_dir = tmp_path / "own-postgres"
+    url = db.start_embedded(server_dir)
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    stopped, release = threading.Event(), threading.Event()
+    held = threading.Event()
+
+    def held_page(request):
+        held.set()
+        release.wait(120)  # the database stops meanwhile
+        return Route(200, article_page("Harbour reopens after the storm", _PARAGRAPHS, "en"), html)
+
+    items = []
+    for number in range(4):
+        path = f"/news/{number}"
+        site.routes[path] = held_page if number == 2 else Route(
+            200, article_page(f"Council report {number}: the ferry line and the bridge", _PARAGRAPHS, "en"), html)
+        items.append({"title": f"Report {number}", "link": site.url(path)})
+    site.routes["/feed.xml"] = Route(200, rss("wire", items), {"Content-Type": "application/rss+xml"})
+    config = tmp_path / "newswatch.yaml"
+    config.write_text(yaml.safe_dump({"feeds": [{"name": "wire", "url": site.url("/feed.xml")}],
+                                      "network": {"allow_networks": ["127.0.0.1/32"]},
+                                      "polling": {"worker_processes": 1, "article_workers": 1}}))
+    env = {**os.environ, "NEWSWATCH_DATABASE_URL": url, "PYTHONPATH": str(ROOT / "plugins")}
+    command = [sys.executable, "-m", "newswatch.cli", "poll", "--config", str(config)]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert held.wait(300), "newswatch poll never reached the held page"
+        assert db.stop_embedded(server_dir)
+        stopped.set()
+        release.set()
+        _, err = process.communicate(timeout=300)
+    finally:
+        release.set()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 3 and "Traceback" not in err, err[-3000:]
+
+    try:
+        url = db.start_embedded(server_dir)  # PostgreSQL is back
+        conn = psycopg2.connect(url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM articles")
+            before = cur.fetchone()[0]
+            cur.execute("UPDATE feed_entries SET lease_until = now() - interval '1 second' "
+                        "WHERE lease_until IS NOT NULL")  # the dead run's leases run out
+        again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-3000:]
+        with conn.cursor() as cur:
+            cur.execute("SELECT url FROM articles ORDER BY url")
+            stored = [row[0] for row in cur.fetchall()]
+            cur.execute("SELECT status, count(*) FROM feed_entries GROUP BY status")
+            statuses = dict(cur.fetchall())
+        conn.close()
+    finally:
+        db.close_pools(url)
+        db.stop_embedded(server_dir)
+    assert before < 4  # the stop came mid-ingest
+    assert stored == sorted(site.url(f"/news/{number}") for number in range(4))  # all four, once each
+    assert statuses == {"done": 4}
+
+
+_PARAGRAPHS = "\n\n".join(f"Paragraph {n}: the council of Velmora met on Tuesday to discuss the harbour budget, the "
+                           "ferry line and the repairs of the old bridge, officials said." for n in range(6))
 
 
 def test_help_documents_the_exit_codes(capsys):

@@ -236,6 +236,7 @@ def start_embedded(directory: Path | None = None) -> str:
     folder = (directory or data_dir()) / "postgres"
     folder.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(folder, cleanup_mode=None)
+    server.ensure_postgres_running()  # pgserver hands back its handle of a server stopped since: start it again
     server.psql("SELECT 1")
     exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'newswatch'")
     if "1 row" not in exists:

@@ -149,13 +149,17 @@ def _process_entry(entry_id: int, run: _Run) -> str:
         return _store(entry, owner, prepared, settings)
     except _LeaseLost:
         return "skipped"  # the lease ran out and another worker took the entry over
-    except Exception as exc:  # noqa: BLE001 - a bug or a database error costs this entry a retry, not the batch
+    except Exception as exc:  # noqa: BLE001 - a bug or a refused value costs this entry a retry, not the batch
+        if db.connection_lost(exc):
+            raise  # the server is gone: the run stops; the entry's lease runs out and the next run takes it
         log.exception("entry %s could not be processed", entry_id)
         if entry is None:
             return "error"
         try:
             return _retry_later(entry, owner, _Failure("internal", f"{type(exc).__name__}: {exc}"), settings)
-        except Exception:  # noqa: BLE001 - the database itself is gone: the lease runs out, the entry returns
+        except Exception as again:  # noqa: BLE001 - the lease runs out, the entry returns
+            if db.connection_lost(again):
+                raise
             log.exception("entry %s: recording the failure failed too", entry_id)
             return "error"
 
