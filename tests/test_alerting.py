@@ -22,6 +22,17 @@ def _settings(tmp_path, site, webhook, smtp, **changes):
     return load_settings(path)
 
 
+def _retitle_seed_feeds(site, title: str) -> None:
+    """Both seed feeds list their copy of the seed story under ``title`` (a hostile one, in these tests)."""
+    from tests.scenario import rss
+    from tests.servers import Route
+
+    for feed, page in (("/a/feed.xml", "/monde/contre-attaque-americaine-en-syrie"),
+                       ("/b/rss", "/2022/08/25/syrie-contre-attaque.html")):
+        site.routes[feed] = Route(200, rss("x", [{"title": title, "link": site.url(page)}]),
+                                  {"Content-Type": "application/rss+xml"})
+
+
 def test_channel_down_for_two_cycles_then_up_is_delivered_once(tmp_path, site, webhook, smtp, query):
     serve_seed_sites(site)
     settings = _settings(tmp_path, site, webhook, smtp)
@@ -163,15 +174,11 @@ def test_signed_webhook_html_email_and_attempt_log(tmp_path, site, webhook, smtp
     import hashlib
     import hmac
 
-    from tests.scenario import SEED_TITLE, rss
-    from tests.servers import Route
+    from tests.scenario import SEED_TITLE
 
     serve_seed_sites(site)
     hostile = SEED_TITLE + ' <img src=x onerror="alert(1)"> 5 < 6 & <!channel>'
-    for feed, page in (("/a/feed.xml", "/monde/contre-attaque-americaine-en-syrie"),
-                       ("/b/rss", "/2022/08/25/syrie-contre-attaque.html")):
-        site.routes[feed] = Route(200, rss("x", [{"title": hostile, "link": site.url(page)}]),
-                                  {"Content-Type": "application/rss+xml"})
+    _retitle_seed_feeds(site, hostile)
     port = webhook.server_address[1]
     settings = _settings(tmp_path, site, webhook, smtp, channels=[
         {"name": "webhook", "url": f"webhook+http://127.0.0.1:{port}/signed", "secret": "k3y"},
@@ -340,15 +347,11 @@ def test_chat_channels_get_mentions_neutralised_and_webhooks_the_raw_title(tmp_p
     reads the same with a zero-width space after each ``@``/``<!``, while JSON webhooks get the title as data."""
     import re
 
-    from tests.scenario import SEED_TITLE, rss
-    from tests.servers import Route
+    from tests.scenario import SEED_TITLE
 
     serve_seed_sites(site)
     hostile = f"{SEED_TITLE} {MENTIONS} via https://social.example/@reporter/1"
-    for feed, page in (("/a/feed.xml", "/monde/contre-attaque-americaine-en-syrie"),
-                       ("/b/rss", "/2022/08/25/syrie-contre-attaque.html")):
-        site.routes[feed] = Route(200, rss("x", [{"title": hostile, "link": site.url(page)}]),
-                                  {"Content-Type": "application/rss+xml"})
+    _retitle_seed_feeds(site, hostile)
     port = webhook.server_address[1]
     settings = _settings(tmp_path, site, webhook, smtp, channels=[
         {"name": "webhook", "url": f"mmost://127.0.0.1:{port}/hookstoken"},
