@@ -7,9 +7,10 @@ synthetic archive loaded in bulk with INSERT ... SELECT over generate_series:
   32 LSH band rows (distinct pseudo-random hashes), an entity fingerprint of 20 items drawn (skewed
   towards frequent ones) from the items of the SemEval news-similarity texts, and a meaning: the
   embedding of one of 600 real SemEval texts (``article_meanings``). Stories published within the
-  grouping window of the newest end are open (``open_stories``, with the HNSW index), their meaning that
-  real embedding plus noise: most on a probe's subject but not its event (cosine about 0.55 to it), one
-  in 50 a close match (about 0.9), so that real probes find stories to judge and some to join;
+  grouping window (or follow-up horizon, when longer) of the newest end are open (``open_stories``, with
+  the HNSW index), their meaning that real embedding plus noise: most on a probe's subject but not its
+  event (cosine about 0.55 to it), one in 50 a close match (about 0.9), so that real probes find stories
+  to judge and some to join;
   ``article_entities`` and ``entity_df`` are filled from the fingerprints.
 - probes: real articles (SemEval texts and the story fixtures) with their real fingerprints, bands,
   entity fingerprints and embeddings, published at the newest end of the archive. Each probe goes through
@@ -192,7 +193,7 @@ def grow(url: str, start: int, stop: int, vocab: list[str]) -> float:
     first, last = FIRST_SYNTHETIC_ID + start, FIRST_SYNTHETIC_ID + stop - 1
     params = {"first": first, "last": last, "base": FIRST_SYNTHETIC_ID, "now": NOW, "per_day": PER_DAY,
               "reused": MEANINGS, "noise": NOISE, "close_noise": CLOSE_NOISE, "close_every": CLOSE_EVERY,
-              "window": timedelta(days=Settings().dedup.window_days)}
+              "window": timedelta(days=stories.open_days(Settings()))}
     conn = db.connect(url)
     conn.autocommit = True
     with conn.cursor() as raw:
@@ -231,7 +232,7 @@ def grow(url: str, start: int, stop: int, vocab: list[str]) -> float:
         cur.execute("INSERT INTO article_meanings (article_id, model, embedding) SELECT i, 'bench', b.v "
                     "FROM generate_series(%(first)s, %(last)s) i JOIN bench_vectors b ON b.k = i %% %(reused)s",
                     params)
-        # Stories of the last window are open; their meaning: a real embedding plus noise.
+        # Stories of the last open_days are open; their meaning: a real embedding plus noise.
         cur.execute(
             """
             INSERT INTO open_stories (story_id, anchor, meaning_sum, members, languages, seen_from, seen_to,
@@ -423,7 +424,8 @@ def main() -> int:
         "",
         f"`bench/dedup_scale.py`: {len(probes)} real probe articles against a synthetic archive of {PER_DAY:,} "
         f"articles a day, each with {ITEMS_PER_ARTICLE} entity items, 32 LSH bands and a meaning; the stories of "
-        f"the last {settings.dedup.window_days} days are open (HNSW index). Time of the per-article step of "
+        f"the last {stories.open_days(settings)} days are open (HNSW index: the "
+        f"{settings.dedup.window_days}-day window and follow-ups). Time of the per-article step of "
         "`assign_stories` (rolled back); the analysis that precedes it (entity fingerprint and embedding, in the "
         f"meaning worker processes, in batches) costs {analysis_cost * 1000:.1f} ms per article of one core.",
         "",
@@ -437,7 +439,7 @@ def main() -> int:
         median = statistics.median(timings)
         naive_text = f"{statistics.mean(naive_timings) * 1000:,.0f} ({len(naive_timings)} probes)" \
             if naive_timings else "not run"
-        open_count = min(size, PER_DAY * settings.dedup.window_days)
+        open_count = min(size, PER_DAY * stories.open_days(settings))
         ours_rate = 1 / (statistics.mean(timings) + analysis_cost)
         base_rate = 1 / statistics.mean(base_timings)
         lines.append(f"| {size:,} | {open_count:,} | {median * 1000:.1f} | {p90 * 1000:.1f} | {median / base:.2f}× | "

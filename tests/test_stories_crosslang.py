@@ -112,12 +112,34 @@ def _alert(query, rule: str, story: int, channel: str, status: str, kind: str = 
           (rule, story, channel, status, kind, f"{rule}-{story}-{channel}-{kind}"))
 
 
-def test_a_report_between_two_stories_merges_them_without_duplicate_alerts(database_url, query):
-    """The same fire reported ten days apart (two stories: outside each other's window), then a report in
-    between: close to both, and the stories are close to each other member for member, so they merge."""
+def test_a_later_report_of_the_same_event_joins_as_a_follow_up_only_above_its_bar(database_url, query):
+    """The same fire reported ten days later, outside the window: it joins on meaning at the follow-up bar;
+    with a bar it does not reach, or beyond the follow-up horizon, it opens a story of its own."""
     p = store("port-en", *_fixture("port-fire-en.txt"), "en", DAY)
     q = store("port-fr", *_fixture("port-fire-fr.txt"), "fr", DAY + timedelta(days=10))
-    assert assign_stories(SETTINGS)["new_stories"] == 2
+    strict = Settings(dedup={"follow_up_threshold": 0.99})
+    assert assign_stories(strict)["new_stories"] == 2
+    query("UPDATE articles SET story_id = NULL, dedup_reason = NULL, dedup_score = NULL, dedup_of = NULL")
+    query("DELETE FROM open_stories; DELETE FROM stories")
+    assert assign_stories(SETTINGS) == {"articles": 2, "new_stories": 1, "joined": 1, "merged": 0, "embedded": 0}
+    rows = {row["id"]: row for row in query("SELECT id, story_id, dedup_reason, dedup_score FROM articles")}
+    assert rows[p]["story_id"] == rows[q]["story_id"]
+    assert rows[q]["dedup_reason"] == "follow_up" and rows[q]["dedup_score"] >= SETTINGS.dedup.follow_up_threshold
+
+    far = store("port-de", *_fixture("port-fire-de.txt"), "de",
+                DAY + timedelta(days=10 + SETTINGS.dedup.follow_up_days + 1))
+    assert assign_stories(SETTINGS)["new_stories"] == 1
+    assert query("SELECT dedup_reason FROM articles WHERE id = %s", (far,)) == [{"dedup_reason": "new_story"}]
+
+
+def test_a_report_between_two_stories_merges_them_without_duplicate_alerts(database_url, query):
+    """The same fire reported ten days apart (two stories: outside each other's window, follow-ups off),
+    then a report in between: close to both, and the stories are close to each other member for member,
+    so they merge."""
+    settings = Settings(dedup={"follow_up_days": 0})
+    p = store("port-en", *_fixture("port-fire-en.txt"), "en", DAY)
+    q = store("port-fr", *_fixture("port-fire-fr.txt"), "fr", DAY + timedelta(days=10))
+    assert assign_stories(settings)["new_stories"] == 2
     stories = {row["id"]: row["story_id"] for row in query("SELECT id, story_id FROM articles")}
     story_p, story_q = stories[p], stories[q]
     assert story_p < story_q
@@ -132,7 +154,7 @@ def test_a_report_between_two_stories_merges_them_without_duplicate_alerts(datab
     _alert(query, "inquiries", story_q, "webhook", "pending")       # no counterpart: moved
 
     bridge = store("port-de", *_fixture("port-fire-de.txt"), "de", DAY + timedelta(days=5))
-    assert assign_stories(SETTINGS) == {"articles": 1, "new_stories": 0, "joined": 1, "merged": 1, "embedded": 1}
+    assert assign_stories(settings) == {"articles": 1, "new_stories": 0, "joined": 1, "merged": 1, "embedded": 1}
 
     rows = {row["id"]: row for row in query("SELECT id, story_id, dedup_reason FROM articles")}
     assert {rows[i]["story_id"] for i in (p, q, bridge)} == {story_p}
@@ -157,7 +179,7 @@ def test_a_report_between_two_stories_merges_them_without_duplicate_alerts(datab
 
     # Clustering goes on after the merge.
     later = store("port-en-2", *_fixture("port-fire-en.txt"), "en", DAY + timedelta(days=6))
-    assert assign_stories(SETTINGS)["joined"] == 1
+    assert assign_stories(settings)["joined"] == 1
     assert query("SELECT story_id FROM articles WHERE id = %s", (later,))[0]["story_id"] == story_p
 
 

@@ -304,6 +304,17 @@ class Dedup(_Strict):
         description="Lower similarity at which an article joins when names, places, numbers and dates agree with "
         "most of the story's members",
     )
+    follow_up_days: int = Field(
+        default=45, ge=0, le=365,
+        description="Days after a story's last article within which a later report still joins it, on meaning "
+        "alone and only at follow_up_threshold (the next stage of the same event: a deadline, a verdict); 0 turns "
+        "follow-ups off. Stories stay open this long",
+    )
+    follow_up_threshold: float = Field(
+        default=0.74, gt=0, le=1,
+        description="Mean cosine similarity a report needs to join a story whose articles are all more than "
+        "window_days away from it: a stricter bar than meaning_threshold, as look-alike events recur",
+    )
     cross_language_allowance: float = Field(
         default=0.06, ge=0, le=0.3,
         description="Added to the similarity for each member in another language, as a share of the members "
@@ -314,6 +325,8 @@ class Dedup(_Strict):
     def _ordered(self) -> Dedup:
         if self.corroborated_threshold > self.meaning_threshold:
             raise ValueError("corroborated_threshold must not exceed meaning_threshold")
+        if self.follow_up_threshold < self.meaning_threshold:
+            raise ValueError("follow_up_threshold must not be below meaning_threshold")
         return self
 
 

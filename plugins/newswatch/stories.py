@@ -14,6 +14,9 @@ article per canonical URL):
    allowance for members in another language, reaches ``dedup.meaning_threshold``. ``meaning_entities``:
    it reaches the lower ``dedup.corroborated_threshold`` and the article's names, places, numbers and
    dates (``newswatch.entities``) agree with most of the story's recent members.
+   ``follow_up``: the story's members are all more than the window away (a deadline, a trial, a verdict
+   weeks later), within ``dedup.follow_up_days`` of its last one; meaning alone at the stricter
+   ``dedup.follow_up_threshold``.
 5. ``entity_overlap``: where the model cannot read one side (a language it does not cover), names,
    places, numbers and dates linking the article to most of the story's recent members.
 
@@ -32,7 +35,7 @@ open two stories for the same event, and a re-run finds nothing to do.
 Every candidate lookup reads a bounded number of index entries, whatever the archive size: LSH bands
 (newest ``_PER_BAND`` articles per band), the title key, the most distinctive entity items (newest
 ``_PER_ITEM`` articles per item within the window) and the vector index of open stories, which holds only
-the stories that gained an article within the window (``open_stories``).
+the stories that gained an article within ``open_days`` (``open_stories``).
 """
 
 from __future__ import annotations
@@ -117,9 +120,9 @@ ORDER BY id LIMIT %(limit)s
 
 # The open stories nearest to an article's meaning (HNSW index on their anchors, cosine), with the inner
 # product of the article's embedding and each story's sum of member embeddings: divided by the members,
-# the mean similarity to them. The window filter applies to the index's candidates.
+# the mean similarity to them. The time filter (the follow-up horizon) applies to the index's candidates.
 MEANING_SQL = """
-SELECT story_id, members, languages, -(meaning_sum <#> %(vector)s::vector) AS dot
+SELECT story_id, members, languages, seen_from, seen_to, -(meaning_sum <#> %(vector)s::vector) AS dot
 FROM open_stories
 WHERE anchor IS NOT NULL AND seen_to >= %(low)s AND seen_from <= %(high)s
 ORDER BY anchor <=> %(vector)s::vector
@@ -156,6 +159,7 @@ class _Story:
 
     id: int
     similarity: float | None = None  # mean similarity of the article to the members' meaning
+    follow_up: bool = False  # every member is further than the window from the article
     members: list[dict] = field(default_factory=list)  # newest members: id, entities, language, distance
 
     def items(self) -> set[str]:
@@ -348,11 +352,16 @@ def _analyse(settings: Settings, rows: list[dict]) -> dict[int, tuple[list[str],
     return results
 
 
+def open_days(settings: Settings) -> int:
+    """How long a story stays open (in the vector index) after its last article: the window, or the
+    follow-up horizon when longer."""
+    return max(settings.dedup.window_days, settings.dedup.follow_up_days)
+
+
 def _close_quiet_stories(settings: Settings) -> int:
-    """Drop stories that gained no article within the window from the open set (and its vector index)."""
+    """Drop stories that gained no article for ``open_days`` from the open set (and its vector index)."""
     with db.transaction() as cur:
-        cur.execute("DELETE FROM open_stories WHERE touched_at < now() - %s",
-                    (timedelta(days=settings.dedup.window_days),))
+        cur.execute("DELETE FROM open_stories WHERE touched_at < now() - %s", (timedelta(days=open_days(settings)),))
         return cur.rowcount
 
 
@@ -456,9 +465,10 @@ def decide(cur, article: dict, settings: Settings, df: Frequencies) -> Decision:
         chosen, duplicate_of = story.id, _nearest_member(story)
     else:
         return Decision(None, "new_story")
+    follow_ups = {story.id for _, story, _ in judged if story.follow_up}
     others = {candidate["story_id"] for _, candidate, _ in copies} | {story.id for _, story, _ in judged}
-    also = tuple(sorted(other for other in others - {chosen}
-                        if _stories_agree(cur, chosen, other, df, total, settings)))
+    also = tuple(sorted(other for other in others - {chosen} if _stories_agree(
+        cur, chosen, other, df, total, settings, follow_up=other in follow_ups or chosen in follow_ups)))
     return Decision(chosen, reason, score, duplicate_of, also)
 
 
@@ -468,8 +478,9 @@ def _judge(cur, article: dict, vector: str | None, low, high, df: Frequencies, t
     found: list[tuple[str, _Story, float]] = []
     candidates: dict[int, _Story] = {}
     if vector is not None:
-        for story in _meaning_candidates(cur, vector, article["language"], low, high, settings):
-            if story.similarity >= settings.dedup.corroborated_threshold:
+        for story in _meaning_candidates(cur, vector, article, low, high, settings):
+            bar = settings.dedup.follow_up_threshold if story.follow_up else settings.dedup.corroborated_threshold
+            if story.similarity >= bar:
                 candidates[story.id] = story
     entity_links = _entity_links(cur, article, low, high, df, total)
     for candidate, _ in entity_links:
@@ -482,7 +493,9 @@ def _judge(cur, article: dict, vector: str | None, low, high, df: Frequencies, t
     for story in candidates.values():
         if entities.lookalike(mine, story.items(), df, total):
             continue
-        if story.similarity is not None:
+        if story.follow_up:
+            found.append(("follow_up", story, round(story.similarity, 3)))
+        elif story.similarity is not None:
             if story.similarity >= settings.dedup.meaning_threshold:
                 found.append(("meaning", story, round(story.similarity, 3)))
             elif _corroborated(mine, story, df, total):
@@ -493,16 +506,24 @@ def _judge(cur, article: dict, vector: str | None, low, high, df: Frequencies, t
             links = [entities.overlap(mine, member["entities"], df, total) for member in story.members]
             if links and sum(link.linked for link in links) * 2 >= len(links):
                 found.append(("entity_overlap", story, round(max(link.score for link in links), 3)))
-    order = {"meaning": 0, "meaning_entities": 1, "entity_overlap": 2}
+    order = {"meaning": 0, "meaning_entities": 1, "follow_up": 2, "entity_overlap": 3}
     return sorted(found, key=lambda hit: (order[hit[0]], -hit[2], hit[1].id))
 
 
-def _meaning_candidates(cur, vector: str, language: str | None, low, high, settings: Settings) -> list[_Story]:
-    cur.execute(MEANING_SQL, {"vector": vector, "low": low, "high": high, "limit": _MEANING_CANDIDATES})
+def _meaning_candidates(cur, vector: str, article: dict, low, high, settings: Settings) -> list[_Story]:
+    """The open stories nearest in meaning within the follow-up horizon; ``follow_up`` marks those outside
+    the window (``low``..``high``)."""
+    horizon = timedelta(days=open_days(settings))
+    cur.execute(MEANING_SQL, {"vector": vector, "low": article["seen_at"] - horizon,
+                              "high": article["seen_at"] + horizon, "limit": _MEANING_CANDIDATES})
     stories = []
     for row in cur.fetchall():
-        stories.append(_Story(row["story_id"], story_similarity(
-            row["dot"], row["members"], row["languages"], language, settings.dedup.cross_language_allowance)))
+        stories.append(_Story(
+            row["story_id"],
+            story_similarity(row["dot"], row["members"], row["languages"], article["language"],
+                             settings.dedup.cross_language_allowance),
+            follow_up=row["seen_to"] < low or row["seen_from"] > high,
+        ))
     return stories
 
 
@@ -539,12 +560,14 @@ def _corroborated(mine: list[str], story: _Story, df: dict[str, int], total: int
     return mean_score >= _CORROBORATION_SCORE and sharing >= _CORROBORATION_SHARE
 
 
-def _stories_agree(cur, a: int, b: int, df: Frequencies, total: int, settings: Settings) -> bool:
+def _stories_agree(cur, a: int, b: int, df: Frequencies, total: int, settings: Settings, *,
+                   follow_up: bool = False) -> bool:
     """Two stories are one event: evidence between the stories as strong as an article needs to join one.
 
     With meaning on both sides, the mean similarity of every member of one to every member of the other
-    (with the allowance for member pairs in different languages) reaches ``meaning_threshold``; without,
-    the names of their recent members link. Never when the look-alike veto holds between them.
+    (with the allowance for member pairs in different languages) reaches ``meaning_threshold`` (the
+    ``follow_up_threshold`` when the link is a follow-up); without, the names of their recent members link
+    (never for a follow-up). Never when the look-alike veto holds between them.
     """
     views = {a: _Story(a), b: _Story(b)}
     _load_members(cur, views, None)
@@ -554,12 +577,13 @@ def _stories_agree(cur, a: int, b: int, df: Frequencies, total: int, settings: S
         return False
     meaning_a, meaning_b = _story_meaning(cur, a), _story_meaning(cur, b)
     if meaning_a is None or meaning_b is None:
-        return entities.overlap(items_a, items_b, df, total).linked
+        return not follow_up and entities.overlap(items_a, items_b, df, total).linked
     (sum_a, members_a, languages_a), (sum_b, members_b, languages_b) = meaning_a, meaning_b
     pairs = members_a * members_b
     same_language = sum(count * languages_b.get(language, 0) for language, count in languages_a.items())
     mean = (float(sum_a @ sum_b) + settings.dedup.cross_language_allowance * (pairs - same_language)) / pairs
-    return mean >= settings.dedup.meaning_threshold
+    bar = settings.dedup.follow_up_threshold if follow_up else settings.dedup.meaning_threshold
+    return mean >= bar
 
 
 def _story_meaning(cur, story_id: int) -> tuple[np.ndarray, int, dict[str, int]] | None:
