@@ -424,8 +424,7 @@ def main() -> int:
         "",
         f"`bench/dedup_scale.py`: {len(probes)} real probe articles against a synthetic archive of {PER_DAY:,} "
         f"articles a day, each with {ITEMS_PER_ARTICLE} entity items, 32 LSH bands and a meaning; the stories of "
-        f"the last {stories.open_days(settings)} days are open (HNSW index: the "
-        f"{settings.dedup.window_days}-day window and follow-ups). Time of the per-article step of "
+        f"the last {stories.open_days(settings)} days are open (HNSW index). Time of the per-article step of "
         "`assign_stories` (rolled back); the analysis that precedes it (entity fingerprint and embedding, in the "
         f"meaning worker processes, in batches) costs {analysis_cost * 1000:.1f} ms per article of one core.",
         "",

@@ -117,18 +117,22 @@ def test_a_later_report_of_the_same_event_joins_as_a_follow_up_only_above_its_ba
     with a bar it does not reach, or beyond the follow-up horizon, it opens a story of its own."""
     p = store("port-en", *_fixture("port-fire-en.txt"), "en", DAY)
     q = store("port-fr", *_fixture("port-fire-fr.txt"), "fr", DAY + timedelta(days=10))
-    strict = Settings(dedup={"follow_up_threshold": 0.99})
-    assert assign_stories(strict)["new_stories"] == 2
-    query("UPDATE articles SET story_id = NULL, dedup_reason = NULL, dedup_score = NULL, dedup_of = NULL")
-    query("DELETE FROM open_stories; DELETE FROM stories")
-    assert assign_stories(SETTINGS) == {"articles": 2, "new_stories": 1, "joined": 1, "merged": 0, "embedded": 0}
+    follow_ups = Settings(dedup={"follow_up_days": 45})
+
+    def regroup(settings: Settings) -> dict[str, int]:
+        query("UPDATE articles SET story_id = NULL, dedup_reason = NULL, dedup_score = NULL, dedup_of = NULL")
+        query("DELETE FROM open_stories; DELETE FROM stories")
+        return assign_stories(settings)
+
+    assert assign_stories(SETTINGS)["new_stories"] == 2  # off by default
+    assert regroup(Settings(dedup={"follow_up_days": 45, "follow_up_threshold": 0.99}))["new_stories"] == 2
+    assert regroup(follow_ups) == {"articles": 2, "new_stories": 1, "joined": 1, "merged": 0, "embedded": 0}
     rows = {row["id"]: row for row in query("SELECT id, story_id, dedup_reason, dedup_score FROM articles")}
     assert rows[p]["story_id"] == rows[q]["story_id"]
-    assert rows[q]["dedup_reason"] == "follow_up" and rows[q]["dedup_score"] >= SETTINGS.dedup.follow_up_threshold
+    assert rows[q]["dedup_reason"] == "follow_up" and rows[q]["dedup_score"] >= follow_ups.dedup.follow_up_threshold
 
-    far = store("port-de", *_fixture("port-fire-de.txt"), "de",
-                DAY + timedelta(days=10 + SETTINGS.dedup.follow_up_days + 1))
-    assert assign_stories(SETTINGS)["new_stories"] == 1
+    far = store("port-de", *_fixture("port-fire-de.txt"), "de", DAY + timedelta(days=10 + 45 + 1))
+    assert assign_stories(follow_ups)["new_stories"] == 1
     assert query("SELECT dedup_reason FROM articles WHERE id = %s", (far,)) == [{"dedup_reason": "new_story"}]
 
 

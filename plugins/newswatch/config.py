@@ -305,10 +305,10 @@ class Dedup(_Strict):
         "most of the story's members",
     )
     follow_up_days: int = Field(
-        default=45, ge=0, le=365,
+        default=0, ge=0, le=365,
         description="Days after a story's last article within which a later report still joins it, on meaning "
-        "alone and only at follow_up_threshold (the next stage of the same event: a deadline, a verdict); 0 turns "
-        "follow-ups off. Stories stay open this long",
+        "alone and only at follow_up_threshold (the next stage of the same event: a deadline, a verdict); 0 (the "
+        "default) turns follow-ups off. Stories stay open this long",
     )
     follow_up_threshold: float = Field(
         default=0.74, gt=0, le=1,

@@ -14,9 +14,9 @@ article per canonical URL):
    allowance for members in another language, reaches ``dedup.meaning_threshold``. ``meaning_entities``:
    it reaches the lower ``dedup.corroborated_threshold`` and the article's names, places, numbers and
    dates (``newswatch.entities``) agree with most of the story's recent members.
-   ``follow_up``: the story's members are all more than the window away (a deadline, a trial, a verdict
-   weeks later), within ``dedup.follow_up_days`` of its last one; meaning alone at the stricter
-   ``dedup.follow_up_threshold``.
+   ``follow_up`` (off unless ``dedup.follow_up_days`` is set): the story's members are all more than the
+   window away (a deadline, a trial, a verdict weeks later), within ``dedup.follow_up_days`` of its last
+   one; meaning alone at the stricter ``dedup.follow_up_threshold``.
 5. ``entity_overlap``: where the model cannot read one side (a language it does not cover), names,
    places, numbers and dates linking the article to most of the story's recent members.
 
