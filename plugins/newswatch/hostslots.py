@@ -113,8 +113,8 @@ class HostSlots:
             self._cond.notify_all()
             try:
                 self._execute("SELECT pg_advisory_unlock(%s, %s)", (_lock_id(key), number))
-            except psycopg2.Error as exc:  # the connection is gone, and with it every lock it held
-                log.warning("releasing the host slot of %s: %s", key, exc)
+            except psycopg2.Error as exc:  # the connection is gone, and with it every lock it held: nothing to do
+                log.debug("releasing the host slot of %s: %s", key, exc)
                 self._drop_connection()
 
     def close(self) -> None:
