@@ -15,6 +15,10 @@ alert rules and delivers alerts: one cycle per run.
 | `deliver_alerts` | sends due alerts and digests, then feed health events to the operator; failures stay queued and are retried next run |
 | `summarize` | records the run's counts in `poll_runs` |
 
+The mapped tasks run in the Airflow pool `newswatch_fetch`, sized by `polling.max_parallel_tasks` (created
+when the scheduler starts, resized by `newswatch pool`); requests to one host are limited across all of
+them by `polling.per_host_concurrency`.
+
 Every task is idempotent and keyed on content (feed GUIDs, canonical URLs, unique alert keys), so a
 retry or a re-run never stores or sends anything twice. Only ids and counts go through XCom.
 """
@@ -27,6 +31,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, TriggerRule, dag, task
 
+from newswatch.airflow_pool import POOL
 from newswatch.notify import OperatorNotifier
 
 STORIES = Asset(name="newswatch_stories", uri="newswatch://stories")
@@ -41,6 +46,13 @@ default_args = {
     # A task that failed for good reaches polling.operator_channels (or $NEWSWATCH_OPERATOR_URL).
     "on_failure_callback": [OperatorNotifier()],
 }
+
+
+def _max_map_length() -> int:
+    """Airflow's cap on one task's mapped instances: batches grow rather than exceed it."""
+    from airflow.sdk.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
 
 
 def _settings(*, skip_when_invalid: bool = False):
@@ -76,9 +88,9 @@ def newswatch_poll():
     def load_config() -> list[list[int]]:
         from newswatch.pipeline import prepare
 
-        return prepare(_settings())
+        return prepare(_settings(), max_batches=_max_map_length())
 
-    @task(map_index_template="feeds {{ task.op_kwargs['feed_ids'][0] }}+", max_active_tis_per_dagrun=4)
+    @task(map_index_template="feeds {{ task.op_kwargs['feed_ids'][0] }}+", pool=POOL)
     def poll_feeds(feed_ids: list[int]) -> dict[str, int]:
         from newswatch.poller import poll_feeds as poll
 
@@ -88,9 +100,9 @@ def newswatch_poll():
     def plan_articles() -> list[list[int]]:
         from newswatch.pipeline import article_batches
 
-        return article_batches(_settings(skip_when_invalid=True))
+        return article_batches(_settings(skip_when_invalid=True), max_batches=_max_map_length())
 
-    @task(map_index_template="entries {{ task.op_kwargs['entry_ids'][0] }}+", max_active_tis_per_dagrun=4)
+    @task(map_index_template="entries {{ task.op_kwargs['entry_ids'][0] }}+", pool=POOL)
     def fetch_articles(entry_ids: list[int]) -> dict[str, int]:
         from newswatch.ingest import fetch_articles as fetch
 

@@ -37,6 +37,11 @@ export NEWSWATCH_CONFIG=${NEWSWATCH_CONFIG:-$ROOT/config/newswatch.yaml}
 PORT=${AIRFLOW__API__PORT:-8080}
 export AIRFLOW__API__BASE_URL=${AIRFLOW__API__BASE_URL:-http://localhost:$PORT}
 
+# Airflow's schema now, so that the pool of the mapped tasks gets the configured size before anything runs
+# (the scheduler would create it too, as it starts).
+airflow db migrate >/dev/null
+newswatch pool
+
 echo "Starting Airflow on http://localhost:$PORT (Ctrl-C or make stop stops it) ..."
 # In a process group of its own, recorded: `make stop` stops this group and nothing else.
 setsid airflow standalone &

@@ -9,8 +9,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -41,6 +41,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _handle(self) -> None:
+        with self.server.counting():
+            self._answer()
+
+    def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
@@ -75,7 +79,25 @@ class LoopbackServer(ThreadingHTTPServer):
         super().__init__((host, 0), _Handler)
         self.routes: dict[str, Route | Callable[[Request], Route]] = {}
         self.requests: list[Request] = []
+        self.delay = 0.0  # seconds each answer waits before it is sent
+        self.in_flight = 0  # requests being answered now: this server is one (host, port)
+        self.peak_in_flight = 0
+        self._flight_lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        """Count one request in flight for as long as it is being answered (``delay`` included)."""
+        with self._flight_lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            yield
+        finally:
+            with self._flight_lock:
+                self.in_flight -= 1
 
     @property
     def base_url(self) -> str:

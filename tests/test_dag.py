@@ -122,3 +122,91 @@ def test_failed_task_notifies_the_operator(dagbag, tmp_path, webhook, database_u
     message = webhook.received[0]
     assert message["title"] == "[newswatch] task failed: newswatch_poll.load_config"
     assert "feeds[0].url: must be an http:// or https:// URL" in message["message"]
+
+
+# --- concurrency: the Airflow pool and batches ----------------------------------------------------------------
+
+
+def _pool_slots() -> int | None:
+    from airflow.models.pool import Pool
+
+    pool = Pool.get_pool("newswatch_fetch")
+    return pool.slots if pool is not None else None
+
+
+def _delete_pool() -> None:
+    from airflow.models.pool import Pool
+
+    if Pool.get_pool("newswatch_fetch") is not None:
+        Pool.delete_pool("newswatch_fetch")
+
+
+def test_mapped_tasks_run_in_the_pool_not_under_a_constant(dagbag):
+    dag = dagbag.get_dag("newswatch_poll")
+    for task in dag.tasks:
+        mapped = task.task_id in ("poll_feeds", "fetch_articles")
+        assert task.pool == ("newswatch_fetch" if mapped else "default_pool"), task.task_id
+        assert task.max_active_tis_per_dagrun is None, task.task_id
+
+
+def test_newswatch_pool_creates_then_resizes_the_pool_from_the_config(airflow_db, tmp_path, capsys):
+    from newswatch.cli import main
+
+    _delete_pool()
+    config = tmp_path / "newswatch.yaml"
+    config.write_text("polling: {max_parallel_tasks: 3}\n")
+    assert main(["pool", "--config", str(config)]) == 0
+    assert _pool_slots() == 3
+    assert main(["pool", "--config", str(config)]) == 0
+    config.write_text("polling: {max_parallel_tasks: 6}\n")
+    assert main(["pool", "--config", str(config)]) == 0
+    assert _pool_slots() == 6
+    assert capsys.readouterr().out.splitlines() == [
+        "Airflow pool newswatch_fetch: 3 slots (created)",
+        "Airflow pool newswatch_fetch: 3 slots (unchanged)",
+        "Airflow pool newswatch_fetch: 6 slots (resized from 3)",
+    ]
+    config.write_text("polling: {max_parallel_tasks: 0}\n")
+    assert main(["pool", "--config", str(config)]) == 2
+    assert "polling.max_parallel_tasks: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+def test_scheduler_start_creates_a_missing_pool(airflow_db, tmp_path):
+    """Airflow never schedules a task whose pool does not exist (the run would wait for ever): the scheduler
+    creates the pool as it starts, through the newswatch plugin's listener, sized from the config."""
+    _delete_pool()
+    config = tmp_path / "newswatch.yaml"
+    config.write_text("polling: {max_parallel_tasks: 5}\n")
+    env = {**os.environ, "NEWSWATCH_CONFIG": str(config)}
+    result = subprocess.run([sys.executable, "-m", "airflow", "scheduler", "--num-runs", "1"], env=env,
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _pool_slots() == 5
+
+
+def test_a_backlog_larger_than_the_map_limit_drains_in_one_run(dagbag, tmp_path, site, query, monkeypatch):
+    """12 queued pages, 2 per batch, but Airflow maps at most 3 instances: 3 larger batches, all stored."""
+    from tests.scenario import article_page, rss
+    from tests.servers import Route
+
+    items = []
+    for index in range(12):
+        body = "\n\n".join(f"Bulletin {index}, part {n}: the Velmora port office said on Tuesday that crossing "
+                           f"{index} resumes after the storm, with extra ferries at dawn." for n in range(5))
+        site.routes[f"/n/{index}"] = Route(200, article_page(f"Velmora port bulletin {index}", body, "en"),
+                                           {"Content-Type": "text/html; charset=utf-8"})
+        items.append({"title": f"Velmora port bulletin {index}", "link": site.url(f"/n/{index}")})
+    site.routes["/feed"] = Route(200, rss("Port", items), {"Content-Type": "application/rss+xml"})
+    config = tmp_path / "newswatch.yaml"
+    config.write_text(f"feeds: [{{name: port, url: '{site.url('/feed')}'}}]\n"
+                      "network: {allow_networks: ['127.0.0.1/32']}\n"
+                      "polling: {batch_size: 2, worker_processes: 1}\n")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(config))
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "3")
+
+    run = dagbag.get_dag("newswatch_poll").test()
+    assert run.state == "success"
+    fetches = [ti for ti in run.get_task_instances() if ti.task_id == "fetch_articles"]
+    assert len(fetches) == 3 and all(ti.state == "success" for ti in fetches)
+    assert len(query("SELECT id FROM articles")) == 12
+    assert query("SELECT count(*) AS n FROM feed_entries WHERE status <> 'done'")[0]["n"] == 0

@@ -24,7 +24,7 @@ EXIT_CODES = f"""exit codes:
   {EXIT_OK}  done (poll: even when some feeds or deliveries failed; they are recorded and retried)
   {EXIT_PROBLEMS_FOUND}  check-config found problems in the file
   {EXIT_BAD_INPUT}  invalid configuration, query or arguments, or no database configured
-  {EXIT_DATABASE_UNAVAILABLE}  the database could not be reached or went away; nothing half-done is kept, run again
+  {EXIT_DATABASE_UNAVAILABLE}  the database (for pool: Airflow's) could not be reached or went away; run again
 """
 
 
@@ -69,6 +69,26 @@ def _config_failure(exc: ConfigError) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     applied = db.migrate()
     print("applied: " + ", ".join(applied) if applied else "schema up to date")
+    return 0
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    """Create or resize the Airflow pool of the mapped tasks to ``polling.max_parallel_tasks``."""
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        return _config_failure(exc)
+    slots = settings.polling.max_parallel_tasks
+    try:
+        from newswatch.airflow_pool import POOL, ensure_pool
+
+        before, after = ensure_pool(slots)
+    except Exception as exc:  # noqa: BLE001 - Airflow missing, not migrated or unreachable: one line
+        print(f"newswatch: cannot set the Airflow pool (is Airflow configured and its database migrated?): "
+              f"{type(exc).__name__}: {db.first_line(exc)[:300]}", file=sys.stderr)
+        return EXIT_DATABASE_UNAVAILABLE
+    change = "created" if before is None else ("unchanged" if before == after else f"resized from {before}")
+    print(f"Airflow pool {POOL}: {after} slots ({change})")
     return 0
 
 
@@ -215,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply pending schema migrations")
     migrate.set_defaults(func=cmd_migrate)
+
+    pool = sub.add_parser("pool", help="create or resize the Airflow pool newswatch_fetch to "
+                                       "polling.max_parallel_tasks (needs Airflow's metadata database)")
+    pool.add_argument("--config", help="config file (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)")
+    pool.set_defaults(func=cmd_pool)
 
     database = sub.add_parser("db", help="the embedded PostgreSQL for development")
     database.add_argument("action", choices=["start", "stop", "url"])

@@ -220,7 +220,11 @@ class Network(_Strict):
 
 
 class Polling(_Strict):
-    batch_size: int = Field(default=20, ge=1, le=500, description="Feeds per mapped Airflow task")
+    batch_size: int = Field(
+        default=20, ge=1, le=500,
+        description="Feeds (and queued articles) per mapped Airflow task; larger when a backlog would need more "
+        "tasks than Airflow's [core] max_map_length",
+    )
     feed_workers: int = Field(default=8, ge=1, le=64, description="Concurrent feed fetches per task")
     article_workers: int = Field(
         default=16, ge=1, le=64,
@@ -259,7 +263,19 @@ class Polling(_Strict):
         description="Consecutive failures before the operator is told (once; and once more on recovery)",
     )
     per_host_concurrency: int = Field(
-        default=2, ge=1, le=16, description="Concurrent requests to one host from one process",
+        default=2, ge=1, le=16,
+        description="Requests in flight to one host (name and port) across every process and worker, feeds and "
+        "pages alike (slots held as PostgreSQL advisory locks)",
+    )
+    host_wait_seconds: float = Field(
+        default=30, ge=0, le=600,
+        description="Seconds a fetch waits for one of its host's slots before giving up as host_busy: the feed or "
+        "page is re-queued for the next cycle without counting a failed attempt",
+    )
+    max_parallel_tasks: int = Field(
+        default=4, ge=1, le=1024,
+        description="Mapped poll_feeds/fetch_articles tasks running at once across the deployment: the size of "
+        "the Airflow pool newswatch_fetch",
     )
     operator_channels: list[str] = Field(
         default_factory=list,

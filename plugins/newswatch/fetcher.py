@@ -9,7 +9,7 @@ DNS rebinding cannot slip through.
 
 The total deadline is enforced by a watchdog that shuts the socket down: requests' timeouts apply to
 each read, so a server dripping one byte per second would otherwise hold a worker for ever. A
-:class:`HostLimiter` caps concurrent requests per host (each redirect hop takes its own host's slot).
+:class:`HostLimiter` caps concurrent requests per (host, port) (each redirect hop takes its own host's slot).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -121,45 +121,11 @@ class AddressPolicy:
         return addresses
 
 
-class HostLimiter:
-    """At most ``limit`` concurrent requests per host name, shared by every thread that uses it."""
+class HostLimiter(Protocol):
+    """Caps concurrent requests per host: ``slot(url)`` holds one of the URL's host slots for a block
+    (``newswatch.hostslots``: shared by every process through PostgreSQL)."""
 
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
-
-    def _semaphore(self, host: str) -> threading.BoundedSemaphore:
-        with self._lock:
-            semaphore = self._slots.get(host)
-            if semaphore is None:
-                semaphore = self._slots[host] = threading.BoundedSemaphore(self.limit)
-            return semaphore
-
-    def acquire(self, host: str) -> None:
-        self._semaphore(host.lower().rstrip(".")).acquire()
-
-    def release(self, host: str) -> None:
-        self._semaphore(host.lower().rstrip(".")).release()
-
-    @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
-        """Hold one of the host's slots for the duration of the block."""
-        self.acquire(host)
-        try:
-            yield
-        finally:
-            self.release(host)
-
-
-_LIMITERS: dict[int, HostLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
-
-
-def host_limiter(limit: int) -> HostLimiter:
-    """The process-wide limiter for ``limit`` slots per host (one per distinct limit)."""
-    with _LIMITERS_LOCK:
-        return _LIMITERS.setdefault(limit, HostLimiter(limit))
+    def slot(self, url: str) -> AbstractContextManager[None]: ...
 
 
 class _Watchdog:
@@ -371,16 +337,11 @@ class Fetcher:
         if self.limiter is None:
             yield
             return
-        try:
-            host = urlsplit(url).hostname or ""
-        except ValueError:
-            host = ""
+        held = ExitStack()
         with watchdog.paused():
-            self.limiter.acquire(host)
-        try:
+            held.enter_context(self.limiter.slot(url))  # may raise HostBusy (a FetchError): nothing held then
+        with held:
             yield
-        finally:
-            self.limiter.release(host)
 
     def _get(self, url: str, headers: dict[str, str], limit: int, watchdog: _Watchdog) -> FetchResult:
         started = time.monotonic()

@@ -5,9 +5,10 @@ Each entry goes through three steps, and no transaction is open across network o
 1. **claim** (one short transaction): the entry gets a lease (``lease_until``, ``lease_owner``) for as long
    as a fetch and an extraction may take. Another worker, or a retried task beside a slow one, skips it;
    a lease that ran out (its worker was killed) makes the entry claimable again.
-2. **fetch** (``polling.article_workers`` threads: they wait on the network) and **extract** (a worker
-   process, ``newswatch.workers``: a page that crashes, hangs or blows up the extractor costs that entry
-   only), outside any transaction.
+2. **fetch** (``polling.article_workers`` threads: they wait on the network; each request holds one of its
+   host's ``polling.per_host_concurrency`` slots, shared by every process, ``newswatch.hostslots``) and
+   **extract** (a worker process, ``newswatch.workers``: a page that crashes, hangs or blows up the extractor
+   costs that entry only), outside any transaction.
 3. **store** (one short transaction): the article once per canonical URL (a second feed carrying the same
    link, or a ``utm_`` variant of it, points its entry at the existing article), its LSH bands, the entry
    done; only the lease owner may store.
@@ -16,7 +17,8 @@ Every failure advances the entry: attempts + 1, the next attempt after an expone
 ``polling.article_max_attempts`` the entry ends ``failed`` with its reason (``last_error_kind``,
 ``last_error``), counted in feed health. A page that cannot be fetched is retried likewise; after the last
 attempt, or at once for errors that will not heal (404, refused address, oversized page), the feed's own
-summary is stored, marked partial.
+summary is stored, marked partial. A page whose host stayed busy (every slot taken by other fetches for
+``polling.host_wait_seconds``) is not an attempt: the entry goes back to the queue as it was (``host_busy``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from newswatch.config import Settings
 from newswatch.dedup import Fingerprint, fingerprint
 from newswatch.extract import ExtractedArticle, extract_job
 from newswatch.fetcher import Fetcher, FetchError
+from newswatch.hostslots import HostBusy, HostSlots, host_slots
 from newswatch.urls import canonicalize_url, site_of
 from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 
@@ -71,7 +74,8 @@ def fetch_articles(entry_ids: list[int], settings: Settings) -> dict[str, int]:
     counts = {"entries": len(entry_ids)}
     if not entry_ids:
         return counts
-    run = _Run(owner, settings, document_pool(settings))
+    slots = host_slots(settings.polling.per_host_concurrency, settings.polling.host_wait_seconds)
+    run = _Run(owner, settings, document_pool(settings), slots)
     workers = min(settings.polling.article_workers, len(entry_ids))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="article") as threads:
         outcomes = list(threads.map(lambda entry_id: _process_entry(entry_id, run), entry_ids))
@@ -81,10 +85,11 @@ def fetch_articles(entry_ids: list[int], settings: Settings) -> dict[str, int]:
 
 
 class _Run:
-    """One fetch_articles call: its lease owner, settings, workers and the sites' templates it has read."""
+    """One fetch_articles call: its lease owner, settings, workers, host slots and the sites' templates it has
+    read."""
 
-    def __init__(self, owner: str, settings: Settings, pool: WorkerPool) -> None:
-        self.owner, self.settings, self.pool = owner, settings, pool
+    def __init__(self, owner: str, settings: Settings, pool: WorkerPool, slots: HostSlots) -> None:
+        self.owner, self.settings, self.pool, self.slots = owner, settings, pool, slots
         self._templates: dict[str, boilerplate.Template] = {}
         self._lock = threading.Lock()
 
@@ -144,6 +149,8 @@ def _process_entry(entry_id: int, run: _Run) -> str:
         if entry["existing_article"]:
             return _finish(entry, owner, "duplicate", entry["existing_article"])
         prepared, failure = _fetch_and_prepare(entry, run)
+        if failure is not None and failure.kind == "host_busy":
+            return _requeue(entry, owner, failure)
         if prepared is None:
             return _retry_later(entry, owner, failure, settings)
         return _store(entry, owner, prepared, settings)
@@ -190,8 +197,10 @@ def _fetch_and_prepare(entry: dict, run: _Run) -> tuple[Prepared | None, _Failur
            "feed_summary": entry["summary"] or None, "feed_published": entry["published_at"],
            "template": boilerplate.Template(), "min_tokens": settings.dedup.min_tokens}
     try:
-        with Fetcher(settings.network) as fetcher:
+        with Fetcher(settings.network, run.slots) as fetcher:
             page = fetcher.get(entry["url"], accept=PAGE_ACCEPT, max_bytes=settings.network.max_page_bytes)
+    except HostBusy as exc:
+        return None, _Failure(exc.kind, exc.message)
     except FetchError as exc:
         last_attempt = entry["attempts"] + 1 >= settings.polling.article_max_attempts
         permanent = exc.kind in _PERMANENT_KINDS or (exc.status is not None and 400 <= exc.status < 500
@@ -228,6 +237,21 @@ def _retry_later(entry: dict, owner: str, failure: _Failure | None, settings: Se
         if cur.rowcount == 0:
             return "skipped"  # the lease ran out and another worker took the entry over
     return "failed" if gave_up else "retry"
+
+
+def _requeue(entry: dict, owner: str, failure: _Failure) -> str:
+    """Give the entry back to the queue as it was (no attempt counted): its host was busy with other fetches."""
+    with db.transaction() as cur:
+        cur.execute(
+            """
+            UPDATE feed_entries SET last_error_kind = %s, last_error = %s, lease_until = NULL, lease_owner = NULL
+            WHERE id = %s AND status = 'pending' AND lease_owner = %s
+            """,
+            (failure.kind, db.clean_text(failure.message)[:1000], entry["id"], owner),
+        )
+        if cur.rowcount == 0:
+            return "skipped"
+    return "host_busy"
 
 
 def _article_for_url(cur, canonical_url: str | None) -> int | None:

@@ -21,14 +21,17 @@ from newswatch.stories import assign_stories
 log = logging.getLogger(__name__)
 
 
-def prepare(settings: Settings, force: bool = False) -> list[list[int]]:
-    """Apply migrations, sync feeds from the config; returns the due (or, forced, all enabled) feed ids in batches."""
+def prepare(settings: Settings, force: bool = False, max_batches: int | None = None) -> list[list[int]]:
+    """Apply migrations, sync feeds from the config; returns the due (or, forced, all enabled) feed ids in at
+    most ``max_batches`` batches."""
     db.migrate()
-    return batched(sync_feeds(settings, force=force), settings.polling.batch_size)
+    return batched(sync_feeds(settings, force=force), settings.polling.batch_size, max_batches)
 
 
-def article_batches(settings: Settings) -> list[list[int]]:
-    return batched(pending_entries(), settings.polling.batch_size)
+def article_batches(settings: Settings, max_batches: int | None = None) -> list[list[int]]:
+    """Every queued entry that is due, in at most ``max_batches`` batches: no cap per cycle, the backlog
+    drains as fast as the Airflow pool lets the mapped tasks run."""
+    return batched(pending_entries(), settings.polling.batch_size, max_batches)
 
 
 def add_counts(total: dict[str, int], part: dict[str, int], prefix: str) -> None:

@@ -11,7 +11,9 @@ Scheduling (see ``schedule.py``): after every poll the feed's ``next_poll_at`` i
 publishing rate and the server's hints on success, from Retry-After or exponential backoff with full
 jitter on failure. ``sync_feeds`` returns only the feeds that are due. Politeness and robustness:
 
-* at most ``polling.per_host_concurrency`` requests in flight per host (per process);
+* at most ``polling.per_host_concurrency`` requests in flight per (host, port), across every process and
+  worker (``newswatch.hostslots``); a feed whose host stays busy for ``polling.host_wait_seconds`` is left
+  due, unrecorded, for the next cycle (``busy`` in the counts);
 * HTTP 410 disables the feed (``disabled_reason``) until its URL or ``enabled`` changes in the config;
 * a permanent redirect (301/308) replaces the polled URL only once it has been seen on two
   consecutive successful polls: a single misconfigured answer (a CMS migration sending everything
@@ -31,14 +33,14 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 from psycopg2.extras import execute_values
 
 from newswatch import db, delivery, outbox, schedule
 from newswatch.config import Settings
 from newswatch.feeds import FeedEntry, FeedError, ParsedFeed, parse_job
-from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter, host_limiter, redact
+from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter, redact
+from newswatch.hostslots import HostBusy, host_key, host_slots
 from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ OPERATOR_EVENT_MAX_ATTEMPTS = 20
 @dataclass
 class PollOutcome:
     feed_id: int
-    outcome: str  # ok | not_modified | error
+    outcome: str  # ok | not_modified | error | busy (host slots stayed taken: not polled)
     new_entries: int = 0
     error: str | None = None
     disabled: bool = False
@@ -146,7 +148,11 @@ def sync_feeds(settings: Settings, *, force: bool = False) -> list[int]:
         return [row["id"] for row in cur.fetchall()]
 
 
-def batched(items: list[int], size: int) -> list[list[int]]:
+def batched(items: list[int], size: int, max_batches: int | None = None) -> list[list[int]]:
+    """``items`` in batches of ``size``; larger ones when that would make more than ``max_batches`` batches
+    (Airflow fails a mapping longer than ``[core] max_map_length``): every item is taken this cycle."""
+    if max_batches and len(items) > size * max_batches:
+        size = -(-len(items) // max_batches)
     return [items[index:index + size] for index in range(0, len(items), size)]
 
 
@@ -165,7 +171,7 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
             (list(feed_ids),),
         )
         rows = _interleave_hosts(cur.fetchall())
-    limiter = host_limiter(settings.polling.per_host_concurrency)
+    limiter = host_slots(settings.polling.per_host_concurrency, settings.polling.host_wait_seconds)
     intervals = {feed.name: feed.interval for feed in settings.feeds}
     workers = min(settings.polling.feed_workers, max(len(rows), 1))
     pool = document_pool(settings)  # parsing a stranger's document runs in a worker process
@@ -175,6 +181,8 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
     counts = {"feeds": len(outcomes), "failed": 0, "not_modified": 0, "new_entries": 0}
     for outcome in outcomes:
         counts["failed"] += outcome.outcome == "error"
+        if outcome.outcome == "busy":  # only when it happens: left due for the next cycle
+            counts["busy"] = counts.get("busy", 0) + 1
         counts["not_modified"] += outcome.outcome == "not_modified"
         counts["new_entries"] += outcome.new_entries
     return counts
@@ -184,11 +192,7 @@ def _interleave_hosts(rows: list[dict]) -> list[dict]:
     """Round-robin over hosts, so workers are not all queued behind one host's slots."""
     by_host: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        try:
-            host = (urlsplit(row["url"]).hostname or "").lower()
-        except ValueError:
-            host = ""
-        by_host[host].append(row)
+        by_host[host_key(row["url"])].append(row)
     queues = list(by_host.values())
     ordered: list[dict] = []
     for index in range(max((len(queue) for queue in queues), default=0)):
@@ -215,6 +219,9 @@ def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int
                    "content_type": attempt.result.content_type,
                    "max_entries": settings.polling.max_articles_per_feed * BACKLOG_POLLS}
             attempt.parsed = pool.submit(parse_job, job).result()
+    except HostBusy as exc:  # our own limit, not the feed's fault: still due, polled by the next cycle
+        log.info("feed %s: %s; left for the next cycle", row["name"], exc)
+        return PollOutcome(row["id"], "busy", error=exc.message)
     except WorkerFailure as exc:
         log.warning("feed %s (%s): parsing lost: %s", row["name"], redact(row["url"]), exc)
         attempt.outcome, attempt.error_kind, attempt.error = "error", f"parser_{exc.kind}", exc.message
