@@ -12,22 +12,26 @@ import uuid
 from collections.abc import Callable
 
 from newswatch import db
-from newswatch.alerting import deliver_alerts, match_rules
 from newswatch.config import Settings, load_settings
-from newswatch.ingest import fetch_articles, pending_entries
-from newswatch.poller import batched, deliver_operator_events, poll_feeds, sync_feeds
-from newswatch.stories import assign_stories
+
+# The stage modules are imported in the functions that use them: each DAG task imports this module for
+# one helper, and its process should not load every stage's libraries (extraction, the meaning stack).
 
 log = logging.getLogger(__name__)
 
 
 def prepare(settings: Settings, force: bool = False) -> list[list[int]]:
     """Apply migrations, sync feeds from the config; returns the due (or, forced, all enabled) feed ids in batches."""
+    from newswatch.poller import batched, sync_feeds
+
     db.migrate()
     return batched(sync_feeds(settings, force=force), settings.polling.batch_size)
 
 
 def article_batches(settings: Settings) -> list[list[int]]:
+    from newswatch.ingest import pending_entries
+    from newswatch.poller import batched
+
     return batched(pending_entries(), settings.polling.batch_size)
 
 
@@ -46,6 +50,11 @@ def run_cycle(
 
     ``force`` polls every enabled feed instead of only those due (410-disabled feeds stay off).
     """
+    from newswatch.alerting import deliver_alerts, match_rules
+    from newswatch.ingest import fetch_articles, pending_entries
+    from newswatch.poller import deliver_operator_events, poll_feeds
+    from newswatch.stories import assign_stories
+
     settings = settings or load_settings()
     totals: dict[str, int] = {}
     started = time.monotonic()
