@@ -34,7 +34,6 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from feedparser.mixin import _FeedParserMixin
 
-from newswatch.extract import html_to_text
 from newswatch.workers import Expected
 
 _ENTITY_DECLARATION = re.compile(r"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
@@ -278,6 +277,10 @@ def _readable(content: bytes, content_type: str | None) -> tuple[bytes, str | No
 def _text(value: str) -> str:
     """Plain text from a feed field: HTML converted, again while markup survives (escaped markup), and
     whatever still looks like a tag after a few rounds is removed."""
+    # Imported here: only parsing (in worker processes, which have it loaded) needs the extraction stack
+    # (trafilatura, lxml, numpy), not the task processes that import this module for its types.
+    from newswatch.extract import html_to_text
+
     text = html_to_text(value or "")
     for _ in range(_MAX_TEXT_PASSES):
         if not _TAG_LIKE.search(text):

@@ -12,11 +12,10 @@ import uuid
 from collections.abc import Callable
 
 from newswatch import db
-from newswatch.alerting import deliver_alerts, match_rules
 from newswatch.config import Settings, load_settings
-from newswatch.ingest import fetch_articles, pending_entries
-from newswatch.poller import batched, deliver_operator_events, poll_feeds, sync_feeds
-from newswatch.stories import assign_stories
+
+# The stage modules are imported in the functions that use them: each DAG task imports this module for
+# one helper, and its process should not load every stage's libraries (extraction, the meaning stack).
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +23,8 @@ log = logging.getLogger(__name__)
 def prepare(settings: Settings, force: bool = False, max_batches: int | None = None) -> list[list[int]]:
     """Apply migrations, sync feeds from the config; returns the due (or, forced, all enabled) feed ids in at
     most ``max_batches`` batches."""
+    from newswatch.poller import batched, sync_feeds
+
     db.migrate()
     return batched(sync_feeds(settings, force=force), settings.polling.batch_size, max_batches)
 
@@ -31,6 +32,9 @@ def prepare(settings: Settings, force: bool = False, max_batches: int | None = N
 def article_batches(settings: Settings, max_batches: int | None = None) -> list[list[int]]:
     """Every queued entry that is due, in at most ``max_batches`` batches: no cap per cycle, the backlog
     drains as fast as the Airflow pool lets the mapped tasks run."""
+    from newswatch.ingest import pending_entries
+    from newswatch.poller import batched
+
     return batched(pending_entries(), settings.polling.batch_size, max_batches)
 
 
@@ -49,6 +53,11 @@ def run_cycle(
 
     ``force`` polls every enabled feed instead of only those due (410-disabled feeds stay off).
     """
+    from newswatch.alerting import deliver_alerts, match_rules
+    from newswatch.ingest import fetch_articles, pending_entries
+    from newswatch.poller import deliver_operator_events, poll_feeds
+    from newswatch.stories import assign_stories
+
     settings = settings or load_settings()
     totals: dict[str, int] = {}
     started = time.monotonic()
