@@ -643,13 +643,13 @@ def test_link_marks_never_reach_the_text() -> None:
     assert "the mayor said" in body and "⦃" not in body and "⦄" not in body
 
 
-def test_body_is_nfc_normalised_and_matching_form_is_rules_normalize_text() -> None:
+def test_body_is_nfc_normalised_and_matching_form_is_the_shared_normalize_text() -> None:
     decomposed = [p.replace("é", "e\u0301") for p in FRENCH]
     article = extract_article(article_page(decomposed, title="Budget adopte\u0301").encode(), url="https://e.com/a")
     assert "e\u0301" not in article.body and "Le conseil municipal a adopté mardi soir" in article.body
     assert article.title == "Budget adopté"
     from newswatch.extract import normalize_for_matching
-    from newswatch.rules import normalize_text
+    from newswatch.text import normalize_text
 
     assert normalize_for_matching("L’Été  « chaud »") == normalize_text("L’Été  « chaud »") == "l'ete \" chaud \""
 

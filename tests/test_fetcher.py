@@ -10,7 +10,8 @@ import time
 import pytest
 
 from newswatch.config import Network
-from newswatch.fetcher import AddressPolicy, Fetcher, FetchError, redact
+from newswatch.fetcher import AddressPolicy, Fetcher, FetchError
+from newswatch.urls import redact
 from tests.servers import LoopbackServer, Route
 
 LOOPBACK_ONLY = Network(allow_networks=["127.0.0.1/32"], connect_timeout=2, read_timeout=1, total_timeout=3)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from psycopg2.extras import execute_values
 
-from newswatch.rules import normalize_text
+from newswatch.text import normalize_text
 from newswatch.urls import site_of
 
 __all__ = [
@@ -78,7 +78,7 @@ def split_paragraphs(body: str) -> list[str]:
 def line_key(paragraph: str) -> int | None:
     """A signed 64-bit hash of the paragraph folded for matching; None when it has no word.
 
-    Case, accents, typography and whitespace are folded (rules.normalize_text) and digit runs
+    Case, accents, typography and whitespace are folded (text.normalize_text) and digit runs
     become "0", so "© 2024" and "© 2025", or "Updated 3 hours ago" on each page, are one line.
     """
     folded = _DIGITS.sub("0", normalize_text(paragraph))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from newswatch.rules import normalize_text
+from newswatch.text import normalize_text
 
 NUM_PERM = 128
 BANDS = 32

@@ -177,7 +177,7 @@ def redact_channel(url: str) -> str:
     if url.startswith(JSONL_SCHEME):
         return url
     if url.startswith(WEBHOOK_SCHEMES):
-        from newswatch.fetcher import redact
+        from newswatch.urls import redact
 
         return "webhook+" + redact(url.removeprefix("webhook+"))
     try:

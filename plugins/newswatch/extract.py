@@ -29,8 +29,8 @@ from trafilatura import metadata as trafilatura_metadata
 from trafilatura import utils as trafilatura_utils
 
 from newswatch.language import detect_language
-from newswatch.rules import normalize_text
-from newswatch.urls import canonicalize_url, is_same_site
+from newswatch.text import normalize_text
+from newswatch.urls import canonicalize_url, is_same_site, redact
 
 __all__ = [
     "MAX_HTML_BYTES",
@@ -794,15 +794,6 @@ def _assemble_body(body: HtmlElement, titles: tuple[str, ...], marks: _Marks | N
     return "\n\n".join(paragraphs)
 
 
-def _redact(url: str) -> str:
-    """The URL without query or fragment, for logs: query strings can carry tokens."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
-
-
 def _first_date(candidates: list[datetime | None], now: datetime) -> datetime | None:
     """First candidate that is not in the future: a future date is a bug or a trick to stay on top."""
     for candidate in candidates:
@@ -841,7 +832,7 @@ def extract_article(
         except MemoryError:
             raise  # not bad markup: the worker's memory limit, the page is retried (newswatch.workers)
         except Exception:  # lxml/trafilatura on hostile markup: use the feed instead
-            LOGGER.warning("article extraction failed, using the feed entry: %s", _redact(url), exc_info=True)
+            LOGGER.warning("article extraction failed, using the feed entry: %s", redact(url), exc_info=True)
     page = page or _Page(canonical_url=canonicalize_url(url))
     summary = html_to_text(feed_summary or "")
     if len(page.body) < MIN_BODY_CHARS or len(page.body) < len(summary):
@@ -890,5 +881,5 @@ def _nfc(text: str) -> str:
 
 
 def normalize_for_matching(text: str) -> str:
-    """Fold stored text for comparisons (case, accents, typography): rules.normalize_text."""
+    """Fold stored text for comparisons (case, accents, typography): text.normalize_text."""
     return normalize_text(text)

@@ -39,8 +39,9 @@ from psycopg2.extras import execute_values
 from newswatch import db, delivery, outbox, schedule
 from newswatch.config import Settings
 from newswatch.feeds import FeedEntry, FeedError, ParsedFeed, parse_job
-from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter, redact
+from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter
 from newswatch.hostslots import HostBusy, host_key, host_slots
+from newswatch.urls import redact
 from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 
 log = logging.getLogger(__name__)

@@ -72,13 +72,14 @@ import re._compiler as _sre_compile  # private, stable since 3.11: regexes are v
 import re._constants as _sre  # tree (re._parser), then compiled from it
 import re._parser as _sre_parse
 import threading
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import snowballstemmer
+
+from newswatch.text import normalize_text
 
 __all__ = [
     "Document",
@@ -120,51 +121,6 @@ class Document:
     language: str | None = None  # ISO 639-1 ("fr", "en", "de"); None = unknown
     feed: str = ""
     site: str = ""  # host of the article URL ("www.reuters.com"); a whole URL is accepted too
-
-
-# --- normalisation -----------------------------------------------------------
-
-_TYPOGRAPHY = str.maketrans(
-    {
-        **dict.fromkeys("‘’‚‛′ʼ´＇", "'"),
-        **dict.fromkeys("“”„‟″«»＂", '"'),
-        **dict.fromkeys("‐‑‒–—―−﹘﹣－", "-"),
-        "\u00ad": None,  # soft hyphen: invisible, must not split words
-        "œ": "oe",
-        "Œ": "oe",
-        "æ": "ae",
-        "Æ": "ae",
-    }
-)
-
-
-def normalize_text(text: str) -> str:
-    """Fold text so that spelling variants compare equal across stages.
-
-    Casefold (ß -> ss), strip accents (NFKD, drop combining marks), turn
-    typographic quotes/apostrophes/dashes into ASCII and collapse whitespace.
-    Idempotent: compatibility characters are decomposed before the typography
-    table and casefolding apply ("‴" -> "'''", "ℌ" -> "h"), so folding the
-    result again changes nothing.
-    """
-    if text.isascii():  # the steps below reduce to this for ASCII, and most text is mostly ASCII
-        return " ".join(text.lower().split())
-    text = unicodedata.normalize("NFKD", text.translate(_TYPOGRAPHY))
-    text = unicodedata.normalize("NFKD", text.translate(_TYPOGRAPHY).casefold())
-    text = text.translate(_combining_marks())
-    # Recompose what NFKD split without accents (e.g. Hangul syllables).
-    return " ".join(unicodedata.normalize("NFC", text).split())
-
-
-# Above this code point Unicode has no combining mark (tests check it against the running Python's tables):
-# scanning only this far builds the table nine times faster, which every new process pays once.
-_LAST_COMBINING_MARK = 0x1E94A
-
-
-@functools.cache
-def _combining_marks() -> dict[int, None]:
-    """Translation table deleting every combining mark (built on first use)."""
-    return {cp: None for cp in range(_LAST_COMBINING_MARK + 1) if unicodedata.combining(chr(cp))}
 
 
 _TOKEN = re.compile(r"\w+")

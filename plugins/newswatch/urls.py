@@ -107,3 +107,15 @@ def is_same_site(a: str, b: str) -> bool:
     """
     host_a, host_b = _site_host(a), _site_host(b)
     return bool(host_a) and host_a == host_b
+
+
+def redact(url: str) -> str:
+    """The URL without query string or credentials, safe for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))

@@ -185,7 +185,7 @@ def all_feeds(cur) -> list[dict]:
     Feed URLs may carry credentials or tokens (``?key=…``), and every logged-in user reads these pages: they
     are shown as operator events show them, without credentials or query string.
     """
-    from newswatch.fetcher import redact
+    from newswatch.urls import redact
 
     cur.execute("SELECT * FROM feeds")
     feeds = cur.fetchall()
