@@ -123,7 +123,7 @@ def newswatch_poll():
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def deliver_alerts() -> dict[str, int]:
         from newswatch.alerting import deliver_alerts as deliver
-        from newswatch.poller import deliver_operator_events
+        from newswatch.operator_events import deliver_operator_events
 
         settings = _settings(skip_when_invalid=True)
         counts = deliver(settings)

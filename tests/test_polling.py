@@ -20,7 +20,8 @@ import pytest
 from newswatch import schedule
 from newswatch.cli import main
 from newswatch.config import Settings
-from newswatch.poller import deliver_operator_events, poll_feeds, sync_feeds
+from newswatch.operator_events import deliver_operator_events
+from newswatch.poller import poll_feeds, sync_feeds
 from tests.servers import LoopbackServer, Route
 
 XML = {"Content-Type": "application/rss+xml"}

@@ -154,9 +154,7 @@ def _record_alert(cur, rule: RuleConfig, channel: str, article: dict, terms: lis
 def deliver_alerts(settings: Settings) -> dict[str, int]:
     """Send every due instant alert and every due digest once; returns counts for logs and XCom."""
     counts = {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0, "gone": 0}
-    attempted: set[int] = set()
-    while (alert_id := outbox.claim("alerts", _DUE_ALERT, attempted)) is not None:
-        attempted.add(alert_id)
+    for alert_id in outbox.due("alerts", _DUE_ALERT):
         with db.transaction() as cur:
             cur.execute(f"{_ALERT_SELECT} WHERE al.id = %s", (alert_id,))
             alert = cur.fetchone()
@@ -164,9 +162,7 @@ def deliver_alerts(settings: Settings) -> dict[str, int]:
             continue  # merged away between the claim and now
         counts[_attempt(settings, "alerts", alert, _message(alert))] += 1
     _open_due_digests()
-    attempted.clear()
-    while (digest_id := outbox.claim("digests", _DUE_DIGEST, attempted)) is not None:
-        attempted.add(digest_id)
+    for digest_id in outbox.due("digests", _DUE_DIGEST):
         with db.transaction() as cur:
             cur.execute("SELECT * FROM digests WHERE id = %s", (digest_id,))
             digest = cur.fetchone()

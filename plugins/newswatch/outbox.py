@@ -10,7 +10,7 @@ same holds for a send cut at its deadline (``alerts.send_timeout``) after the re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 from newswatch import db
@@ -37,3 +37,12 @@ def claim(table: str, due: str, skip: Iterable[int] = ()) -> int | None:
         )
         row = cur.fetchone()
         return row["id"] if row else None
+
+
+def due(table: str, condition: str) -> Iterator[int]:
+    """Claim the due rows of ``table`` one by one, each at most once per call: the one sending loop of every
+    outbox (the caller sends and records each id before asking for the next)."""
+    attempted: set[int] = set()
+    while (row_id := claim(table, condition, attempted)) is not None:
+        attempted.add(row_id)
+        yield row_id

@@ -55,7 +55,8 @@ def run_cycle(
     """
     from newswatch.alerting import deliver_alerts, match_rules
     from newswatch.ingest import fetch_articles, pending_entries
-    from newswatch.poller import deliver_operator_events, poll_feeds
+    from newswatch.operator_events import deliver_operator_events
+    from newswatch.poller import poll_feeds
     from newswatch.stories import assign_stories
 
     settings = settings or load_settings()

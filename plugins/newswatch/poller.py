@@ -22,7 +22,7 @@ jitter on failure. ``sync_feeds`` returns only the feeds that are due. Politenes
 * after ``polling.notify_after_failures`` consecutive failures the operator gets one "failing"
   event, and one "recovered" event when the feed works again. Events are written to the
   ``operator_events`` outbox in the transaction that changes the feed, and sent by
-  :func:`deliver_operator_events`.
+  :func:`newswatch.operator_events.deliver_operator_events`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg2.extras import execute_values
 
-from newswatch import db, delivery, outbox, schedule
+from newswatch import db, schedule
 from newswatch.config import Settings
 from newswatch.feeds import FeedEntry, FeedError, ParsedFeed, parse_job
 from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter
@@ -58,8 +58,6 @@ FEED_ACCEPT = (
 BACKLOG_POLLS = 10
 # A permanent redirect must be seen on this many consecutive successful polls before the URL moves.
 REDIRECT_CONFIRMATIONS = 2
-# An operator event whose delivery failed this many times is left for the operator to find in the table.
-OPERATOR_EVENT_MAX_ATTEMPTS = 20
 
 
 @dataclass
@@ -465,90 +463,3 @@ def _estimate_interval(cur, feed_id: int, now: datetime, new_entries: int) -> fl
         return None
     observed_since = max(row["first_ok"], now - schedule.RATE_WINDOW)
     return schedule.history_interval(int(row["found"]) + new_entries, (now - observed_since).total_seconds())
-
-
-# --- operator events -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OperatorMessage:
-    """A feed health event, in the shape delivery.send expects (``subject``, ``text()``, ``payload()``)."""
-
-    idempotency_key: str
-    kind: str
-    feed: str
-    message: str
-    created_at: str
-
-    @property
-    def subject(self) -> str:
-        return f"[newswatch] feed {self.feed}: {self.kind}"[:250]
-
-    def text(self) -> str:
-        return f"{self.message}\n\nEvent-Id: {self.idempotency_key}"
-
-    def payload(self) -> dict[str, str]:
-        return {"type": "operator_event", "subject": self.subject, "kind": self.kind, "feed": self.feed,
-                "message": self.message, "created_at": self.created_at, "idempotency_key": self.idempotency_key}
-
-
-def deliver_operator_events(settings: Settings) -> dict[str, int]:
-    """Send undelivered operator events to ``polling.operator_channels``; returns counts.
-
-    Each event is leased (``newswatch.outbox``), sent outside any transaction to the channels that have
-    not accepted it yet, and the outcome recorded, so a retry after a partial failure sends no
-    duplicates. Without operator channels an event is logged (at WARNING) and marked delivered.
-    """
-    counts = {"sent": 0, "failed": 0, "logged": 0}
-    targets = delivery.operator_targets(settings)
-    attempted: set[int] = set()
-    due = f"delivered_at IS NULL AND attempts < {OPERATOR_EVENT_MAX_ATTEMPTS}"
-    while (event_id := outbox.claim("operator_events", due, attempted)) is not None:
-        attempted.add(event_id)
-        with db.transaction() as cur:
-            cur.execute(
-                "SELECT e.id, e.kind, e.message, e.created_at, e.delivered_to, e.attempts, f.name AS feed "
-                "FROM operator_events e LEFT JOIN feeds f ON f.id = e.feed_id WHERE e.id = %s",
-                (event_id,),
-            )
-            event = cur.fetchone()
-        delivered = list(event["delivered_to"])
-        errors = []
-        if not targets:
-            log.warning("operator event %s (%s): %s", event["id"], event["kind"], event["message"])
-            counts["logged"] += 1
-        else:
-            message = OperatorMessage(
-                idempotency_key=f"newswatch-operator-event-{event['id']}",
-                kind=event["kind"],
-                feed=event["feed"] or "-",
-                message=event["message"],
-                created_at=event["created_at"].isoformat(),
-            )
-            for key, deliver in targets:
-                if key in delivered:
-                    continue
-                try:
-                    deliver(message)
-                except Exception as exc:  # noqa: BLE001 - Apprise and plugins raise anything; keep the others going
-                    # DeliveryError messages carry redacted URLs; for anything else keep the type only.
-                    detail = str(exc) if isinstance(exc, delivery.DeliveryError) else type(exc).__name__
-                    errors.append(f"{key if not key.startswith('url:') else 'operator URL ' + key}: {detail}")
-                else:
-                    delivered.append(key)
-        done = all(key in delivered for key, _ in targets)
-        with db.transaction() as cur:
-            cur.execute(
-                """
-                UPDATE operator_events SET delivered_to = %s, attempts = attempts + %s, last_error = %s,
-                    delivered_at = CASE WHEN %s THEN now() END, lease_until = NULL
-                WHERE id = %s
-                """,
-                (delivered, 1 if targets else 0, "; ".join(errors)[:1000] or None, done, event["id"]),
-            )
-        if targets and done:
-            counts["sent"] += 1
-        elif targets:
-            counts["failed"] += 1
-            log.warning("operator event %s not delivered everywhere: %s", event["id"], "; ".join(errors))
-    return counts
