@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard dags plugins tests bench scripts)
 export NEWSWATCH_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: install run poll demo test lint lock stop clean
+.PHONY: install run poll demo test lint lock config-reference stop clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ test: install
 
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)
+
+# Rewrites the settings reference in docs/configuration.md from the config models.
+config-reference: install
+	$(BIN)/python scripts/config_reference.py
 
 # Re-resolve the pinned requirements from requirements*.in.
 lock:
