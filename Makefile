@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard dags plugins tests bench scripts)
 export NEWSWATCH_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: install run poll demo test lint lock config-reference stop clean
+.PHONY: install run poll demo test test-fast lint lock config-reference stop clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ demo: install
 test: install
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/pytest
+
+# The unit tests only (no Airflow process, no CLI subprocess drills, no browser, no soak): under 2 minutes.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)

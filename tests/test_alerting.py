@@ -376,6 +376,7 @@ def test_chat_channels_get_mentions_neutralised_and_webhooks_the_raw_title(tmp_p
     assert f"Title {MENTIONS}" in text.replace("\u200b", "") and f"Summary {MENTIONS}" in text.replace("\u200b", "")
 
 
+@pytest.mark.slow  # a `newswatch poll` subprocess drill
 def test_a_cycle_killed_mid_delivery_loses_nothing_and_repeats_one_message_with_its_key(tmp_path, site, webhook, smtp,
                                                                                         query, database_url):
     """``kill -9`` of ``newswatch poll`` while the receiver holds the webhook request: the articles and the
