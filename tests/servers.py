@@ -75,7 +75,9 @@ class LoopbackServer(ThreadingHTTPServer):
         super().__init__((host, 0), _Handler)
         self.routes: dict[str, Route | Callable[[Request], Route]] = {}
         self.requests: list[Request] = []
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # shutdown() waits for the loop to look at its flag: every poll_interval (0.5 s by default), per server
+        # and test.
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def base_url(self) -> str:
