@@ -33,6 +33,7 @@ def _retitle_seed_feeds(site, title: str) -> None:
                                   {"Content-Type": "application/rss+xml"})
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 def test_channel_down_for_two_cycles_then_up_is_delivered_once(tmp_path, site, webhook, smtp, query):
     serve_seed_sites(site)
     settings = _settings(tmp_path, site, webhook, smtp)
@@ -271,6 +272,7 @@ def test_rules_run_outside_any_transaction(tmp_path, site, webhook, smtp, query,
     assert match_rules(settings)["new_alerts"] == 0
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 @pytest.mark.parametrize("scheme", ["webhook+http", "json"])
 def test_a_trickling_channel_is_cut_at_its_deadline_and_blocks_no_other(tmp_path, site, webhook, smtp, query,
                                                                         database_url, scheme):
