@@ -37,7 +37,7 @@ test: install
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/pytest
 
-# The unit tests only (no Airflow process, no CLI subprocess drills, no browser, no soak): under 2 minutes.
+# The tests not marked slow (no Airflow process, no subprocess or deadline drills, no browser, no soak): under 2 min.
 test-fast: install
 	$(BIN)/pytest -m "not slow"
 
