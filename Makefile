@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard dags plugins tests bench scripts)
 export NEWSWATCH_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: install run poll demo test lint lock stop clean
+.PHONY: install run poll demo test test-fast lint lock config-reference stop clean
 
 install: $(STAMP)
 
@@ -37,8 +37,16 @@ test: install
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/pytest
 
+# The tests not marked slow (no Airflow process, no subprocess or deadline drills, no browser, no soak): under 2 min.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
+
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)
+
+# Rewrites the settings reference in docs/configuration.md from the config models.
+config-reference: install
+	$(BIN)/python scripts/config_reference.py
 
 # Re-resolve the pinned requirements from requirements*.in.
 lock:

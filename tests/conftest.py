@@ -54,7 +54,12 @@ def pg_admin_url() -> str:
     import pgserver
 
     server = pgserver.get_server(_TMP / "pg", cleanup_mode="delete")
-    yield server.get_uri("postgres")
+    url = server.get_uri("postgres")
+    # A throwaway server need not wait for the disk: flushing is most of the time of creating and dropping a
+    # database per test and of every commit. Drills that stop PostgreSQL run a server of their own.
+    _admin(url, "ALTER SYSTEM SET fsync = off", "ALTER SYSTEM SET full_page_writes = off",
+           "ALTER SYSTEM SET synchronous_commit = off", "SELECT pg_reload_conf()")
+    yield url
     server.cleanup()
 
 

@@ -83,7 +83,9 @@ class LoopbackServer(ThreadingHTTPServer):
         self.in_flight = 0  # requests being answered now: this server is one (host, port)
         self.peak_in_flight = 0
         self._flight_lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # shutdown() waits for the loop to look at its flag: every poll_interval (0.5 s by default), per server
+        # and test.
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @contextmanager
     def counting(self) -> Iterator[None]:

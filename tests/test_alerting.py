@@ -33,6 +33,7 @@ def _retitle_seed_feeds(site, title: str) -> None:
                                   {"Content-Type": "application/rss+xml"})
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 def test_channel_down_for_two_cycles_then_up_is_delivered_once(tmp_path, site, webhook, smtp, query):
     serve_seed_sites(site)
     settings = _settings(tmp_path, site, webhook, smtp)
@@ -271,6 +272,7 @@ def test_rules_run_outside_any_transaction(tmp_path, site, webhook, smtp, query,
     assert match_rules(settings)["new_alerts"] == 0
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 @pytest.mark.parametrize("scheme", ["webhook+http", "json"])
 def test_a_trickling_channel_is_cut_at_its_deadline_and_blocks_no_other(tmp_path, site, webhook, smtp, query,
                                                                         database_url, scheme):
@@ -427,6 +429,7 @@ def _redeliver_after_the_leases(tmp_path, site, query, path, articles: list[dict
     assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 1
 
 
+@pytest.mark.slow  # a `newswatch poll` subprocess drill
 def test_a_cycle_killed_mid_delivery_loses_nothing_and_repeats_one_message_with_its_key(tmp_path, site, webhook, smtp,
                                                                                         query, database_url):
     """``kill -9`` of ``newswatch poll`` while the receiver holds the webhook request: the articles and the
@@ -452,6 +455,7 @@ def test_a_cycle_killed_mid_delivery_loses_nothing_and_repeats_one_message_with_
     _redeliver_after_the_leases(tmp_path, site, query, path, articles, webhook_alert[0]["idempotency_key"])
 
 
+@pytest.mark.slow  # a `newswatch poll` subprocess drill
 def test_postgresql_stopped_mid_delivery_then_restarted_sends_the_alert_once_more_with_its_key(
         tmp_path, site, webhook, smtp, monkeypatch):
     """Drill: PostgreSQL stops while the receiver holds the webhook request, so the sent message cannot be

@@ -55,6 +55,7 @@ def test_listings_as_json(tmp_path, site, webhook, smtp, query, capsys):
     assert "syria-strikes" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a `newswatch poll` subprocess drill
 def test_poll_ends_with_one_line_when_postgresql_stops_mid_cycle(tmp_path, site):
     """PostgreSQL stops while ``newswatch poll`` waits on a feed: one line on stderr and the documented exit code."""
     server_dir = tmp_path / "own-postgres"
@@ -103,6 +104,7 @@ def test_poll_ends_with_one_line_when_postgresql_stops_mid_cycle(tmp_path, site)
     assert len(again.stderr.strip().splitlines()) == 1, again.stderr[-3000:]
 
 
+@pytest.mark.slow  # a `newswatch poll` subprocess drill
 def test_postgresql_stopped_mid_ingest_then_restarted_loses_no_article(tmp_path, site):
     """Drill: PostgreSQL stops while ``newswatch poll`` fetches article pages, then comes back. The run ends
     with exit code 3; the next one, once the dead run's leases have run out, stores every article once."""

@@ -12,6 +12,7 @@ import pytest
 from tests.scenario import seed_config, serve_seed_sites
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every test parses or runs the DAG with Airflow
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,7 @@ def test_silent_server_times_out(site):
     assert time.monotonic() - started < 2.5
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 def test_headers_dripped_byte_by_byte_are_cut_by_the_total_deadline():
     """Each byte arrives well within read_timeout, so only the total deadline (3 s) can stop it."""
     response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Padding: " + b"x" * 40 + b"\r\n\r\n"

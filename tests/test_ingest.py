@@ -112,6 +112,7 @@ def test_no_transaction_is_open_while_a_page_is_fetched(site, query, database_ur
     assert _entries(query)["/held"]["status"] == "done"
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 def test_a_page_that_always_overruns_the_time_limit_ends_failed_and_shows_in_feed_health(site, query):
     pages = {"/slow": _slow_page(10_000), **{f"/a/{i}": _normal_page(i) for i in range(4)}}
     ids = _queue(query, site, pages)
@@ -143,6 +144,7 @@ def test_a_page_over_the_memory_limit_costs_that_page_only(site, query):
     assert len(query("SELECT id FROM articles")) == len(stored) >= 1
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGABRT])
 def test_a_worker_killed_mid_page_loses_that_page_only_until_its_retry(site, query, how):
     pages = {"/slow": _slow_page(2500), **{f"/a/{i}": _normal_page(i) for i in range(5)}}

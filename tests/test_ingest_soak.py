@@ -20,6 +20,7 @@ from tests.conftest import ROOT, SHARED
 from tests.scenario import rss
 from tests.servers import Route
 
+pytestmark = pytest.mark.slow  # a soak: hundreds of pages through `newswatch poll` processes
 PAGES = SHARED / "data" / "extraction-benchmark" / "html"
 COPIES = 3
 # The pages name their canonical URL: copies must not, or they would all be one article.

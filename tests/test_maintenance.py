@@ -158,6 +158,7 @@ def dagbag(airflow_db):
     return DagBag(dag_folder=str(ROOT / "dags"))
 
 
+@pytest.mark.slow  # parses the DAG with Airflow
 def test_dag_imports_and_follows_conventions(dagbag):
     assert dagbag.import_errors == {}
     dag = dagbag.get_dag("newswatch_maintenance")
@@ -172,6 +173,7 @@ def test_dag_imports_and_follows_conventions(dagbag):
         "load_retention", "drop_article_bodies", "prune_feed_polls", "prune_delivery_attempts"}
 
 
+@pytest.mark.slow  # dag.test()
 def test_dag_run_applies_retention_then_rerun_changes_nothing(dagbag, database_url, query, tmp_path, monkeypatch):
     made = _seed(query)
     config = tmp_path / "newswatch.yaml"
@@ -197,6 +199,7 @@ def test_dag_run_applies_retention_then_rerun_changes_nothing(dagbag, database_u
     assert second["prune_delivery_attempts"] == 0
 
 
+@pytest.mark.slow  # dag.test()
 def test_dag_run_with_bad_settings_fails_before_deleting(dagbag, database_url, query, monkeypatch, tmp_path):
     _seed(query)
     monkeypatch.setenv("NEWSWATCH_CONFIG", str(tmp_path / "absent.yaml"))

@@ -13,6 +13,8 @@ from tests.conftest import ROOT
 from tests.scenario import seed_config, serve_seed_sites
 from tests.servers import free_port, stop_process_group
 
+pytestmark = pytest.mark.slow  # starts the whole of Airflow through scripts/run.sh
+
 
 @pytest.fixture
 def standalone(tmp_path, site, webhook, smtp):

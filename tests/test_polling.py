@@ -421,6 +421,7 @@ def test_per_host_limit_does_not_serialize_other_hosts(site, query):
         other.stop()
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 def test_waiting_for_a_host_slot_does_not_count_against_the_deadline(site, query):
     counter = _Concurrency(1.0)
     for index in range(3):
@@ -466,6 +467,7 @@ def _drip_server(body_bytes: int, every: float) -> tuple[socket.socket, threadin
     return server, stop
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 def test_slow_drip_body_is_cut_by_the_total_deadline(query):
     # 24 bytes at 2 per second: each read gets data well within read_timeout, so only a total
     # deadline stops it; without one the poll would take 12 s.
@@ -492,6 +494,7 @@ def _pathological_feed(items: int) -> bytes:
             + "".join(item.format(i=i) for i in range(items)) + "</channel></rss>").encode()
 
 
+@pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 @pytest.mark.parametrize("items", [1500, 14_000], ids=["1MiB", "9MiB"])
 def test_a_feed_that_parses_for_ever_costs_its_own_poll_only(site, query, capsys, items):
     """Parsing runs in a worker process with a time limit: the pathological feed is stopped and recorded as

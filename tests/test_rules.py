@@ -730,6 +730,7 @@ def test_rules_with_regexes_pickle() -> None:
     assert copy == rule and copy.matches(doc("Syria: 45 killed"))
 
 
+@pytest.mark.slow  # seconds of backtracking on purpose
 def test_accepted_regexes_stay_fast_on_hostile_text() -> None:
     """The costliest shapes the vetting lets through, on 10,000 characters built to make them backtrack.
 

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.test_web_plugin import PASSWORD, running_api_server, seed_newsroom
 
+pytestmark = pytest.mark.slow  # a browser against a real airflow api-server
 CHROMIUM = os.environ.get("NEWSWATCH_CHROMIUM", "/usr/bin/chromium")
 ARTEFACTS = ROOT / "artefacts" / "web-browser"
 # Headless, no sandbox (root in CI), and no background traffic: this machine's network is closed.

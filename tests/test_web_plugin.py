@@ -25,6 +25,7 @@ from tests.servers import free_port, stop_process_group
 PASSWORD = "s3cret-test"
 
 
+@pytest.mark.slow  # `airflow plugins` in a subprocess
 def test_plugin_is_registered_with_a_nav_item(airflow_db):
     result = subprocess.run([sys.executable, "-m", "airflow", "plugins", "-o", "json"],
                             capture_output=True, text=True, env=os.environ.copy(), timeout=120)
@@ -356,6 +357,7 @@ def test_emit_run_metrics_through_airflow_stats():
     assert ("gauge", "newswatch.last_run.feeds.feeds", 4.0) in sent
 
 
+@pytest.mark.slow  # a real `airflow api-server`
 def test_pages_require_login_behind_a_real_api_server(api_server, query):
     seed_newsroom(query)
     for path in ("/newswatch/", "/newswatch/stories", "/newswatch/stories/7", "/newswatch/alerts",

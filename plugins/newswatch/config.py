@@ -68,10 +68,12 @@ Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9]
 
 
 class Feed(_Strict):
-    name: Name
-    url: str
-    enabled: bool = True
-    language: str | None = Field(default=None, description="Expected language, a hint only")
+    name: Name = Field(description="Unique id of the feed; its state is kept under this name, so renaming it "
+                       "starts afresh")
+    url: str = Field(description="http:// or https:// URL of an RSS, Atom, RDF or JSON Feed (1.0 and 1.1) feed")
+    enabled: bool = Field(default=True, description="false keeps the feed's history but stops polling it")
+    language: str | None = Field(default=None, description="The language the feed is expected to be in: a hint "
+                                 "only, each article's language is detected")
     interval: int | None = Field(
         default=None, ge=60, le=7 * 86400,
         description="Seconds between polls of this feed, instead of the adaptive estimate; still clamped to "
@@ -95,9 +97,10 @@ _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 class Digest(_Strict):
     """Collect a rule's alerts and send one message per period: ``every: 1h`` or ``at: "08:00"``."""
 
-    every: str | None = Field(default=None, description="Period such as 15m, 1h, 1d (aligned to the clock)")
+    every: str | None = Field(default=None, description="Period such as 15m, 1h, 1d (aligned to the clock); give "
+                              "exactly one of every or at")
     at: str | None = Field(default=None, description="Local time of day HH:MM for a daily digest")
-    timezone: str = "UTC"
+    timezone: str = Field(default="UTC", description="Time zone name (such as Europe/Paris) in which at is read")
 
     @field_validator("every")
     @classmethod
@@ -152,13 +155,17 @@ class Digest(_Strict):
 
 
 class Rule(_Strict):
-    name: Name
-    query: str
-    channels: list[str] = Field(default_factory=list)
-    enabled: bool = True
-    digest: Digest | None = Field(default=None, description="Send a digest per period instead of instant alerts")
-    updates: bool = Field(default=True, description="Send one update when an alerted story gains a language "
-                          "or sources")
+    name: Name = Field(description="Unique id of the rule, shown in alerts")
+    query: str = Field(description="The rule in the query language of docs/rules.md; a syntax error is reported "
+                       "with its column")
+    channels: list[str] = Field(default_factory=list, description="Names of the channels to alert; each must exist "
+                                "in `channels`")
+    enabled: bool = Field(default=True, description="false stops matching the rule")
+    digest: Digest | None = Field(default=None, description="Send one message per period listing the stories "
+                                  "instead of one alert each: `{every: 1h}` or `{at: \"08:00\", timezone: "
+                                  "Europe/Paris}`")
+    updates: bool = Field(default=True, description="When an alerted story later gains a language or at least two "
+                          "sources, send one update (never more)")
 
     @field_validator("query")
     @classmethod
@@ -173,10 +180,15 @@ class Rule(_Strict):
 
 
 class Channel(_Strict):
-    name: Name
-    url: str | None = Field(default=None, description="An Apprise URL, webhook+https://… or jsonl://PATH; "
-                            "${ENV} references are expanded at load time")
-    connection: str | None = Field(default=None, description="Airflow connection id holding the URL instead")
+    name: Name = Field(description="Unique id used by rules")
+    url: str | None = Field(default=None, description="An Apprise URL (`mailto://`, `mailtos://`, `slack://` or a "
+                            "Slack webhook URL, `msteams://`, `tgram://`, `discord://`, `ntfy://`, `json://` / "
+                            "`jsons://` for a webhook with a JSON body, …), `webhook+https://…` (or `webhook+http://`) "
+                            "or `jsonl://PATH`, which appends each alert as one JSON line to a local file; checked "
+                            "with Apprise's parser when the file is loaded; give exactly one of url or connection")
+    connection: str | None = Field(default=None, description="Instead of url: an Airflow connection id holding the "
+                                   "URL, so the secret lives in Airflow's secrets backend (type `apprise` with "
+                                   "`extra.config.path`, or any type with `extra.url`); checked when used")
     secret: str | None = Field(default=None, description="HMAC-SHA256 key signing webhook+http(s):// bodies")
 
     @field_validator("url")
@@ -198,15 +210,22 @@ class Channel(_Strict):
 class Network(_Strict):
     allow_networks: list[str] = Field(
         default_factory=list,
-        description="Private, loopback or link-local networks that fetching may reach (CIDR)",
+        description="Private, loopback or link-local networks (CIDR) that fetching may reach; by default only "
+        "public addresses are fetched (the name is resolved once per connection and the connection goes to a "
+        "checked address, on every redirect); check-config warns about 0.0.0.0/0 and ::/0, which admit every "
+        "address",
     )
-    user_agent: str = "newswatch/0.1 (+https://github.com/newswatch/newswatch)"
-    connect_timeout: float = Field(default=5.0, gt=0, le=60)
-    read_timeout: float = Field(default=15.0, gt=0, le=300)
-    total_timeout: float = Field(default=30.0, gt=0, le=600)
-    max_feed_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    max_page_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
-    max_redirects: int = Field(default=5, ge=0, le=20)
+    user_agent: str = Field(default="newswatch/0.1 (+https://github.com/newswatch/newswatch)",
+                            description="Sent with every request, so site owners can tell who polls them")
+    connect_timeout: float = Field(default=5.0, gt=0, le=60, description="Seconds to open one connection")
+    read_timeout: float = Field(default=15.0, gt=0, le=300, description="Seconds one read may wait for data")
+    total_timeout: float = Field(default=30.0, gt=0, le=600,
+                                 description="Seconds for a whole fetch, redirects and body included")
+    max_feed_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Cap in bytes on a feed's "
+                                "decompressed body (gzip bombs stop here)")
+    max_page_bytes: int = Field(default=5 * 1024 * 1024, gt=0, description="Cap in bytes on an article page's "
+                                "decompressed body (gzip bombs stop here)")
+    max_redirects: int = Field(default=5, ge=0, le=20, description="Redirect hops followed per fetch")
 
     @field_validator("allow_networks")
     @classmethod
@@ -225,7 +244,7 @@ class Polling(_Strict):
         description="Feeds (and queued articles) per mapped Airflow task; larger when a backlog would need more "
         "tasks than Airflow's [core] max_map_length",
     )
-    feed_workers: int = Field(default=8, ge=1, le=64, description="Concurrent feed fetches per task")
+    feed_workers: int = Field(default=8, ge=1, le=64, description="Concurrent feed fetches inside one task")
     article_workers: int = Field(
         default=16, ge=1, le=64,
         description="Pages fetched at once per task (threads: they wait on the network, the CPU work is in worker "
@@ -243,12 +262,23 @@ class Polling(_Strict):
         default=1024, ge=0, le=65536,
         description="MiB of memory one feed or page may add to a worker process before it is stopped; 0: no limit",
     )
-    max_articles_per_feed: int = Field(default=50, ge=1, le=1000)
-    article_max_attempts: int = Field(default=3, ge=1, le=20)
-    article_retry_base_seconds: float = Field(default=120, ge=0, le=86400, description="Doubles per attempt")
+    max_articles_per_feed: int = Field(
+        default=50, ge=1, le=1000,
+        description="New entries queued per poll of one feed, newest first; the rest are queued on the following "
+        "polls and feed health warns that the feed outran the cap (a document yields at most ten times this many "
+        "entries)",
+    )
+    article_max_attempts: int = Field(
+        default=3, ge=1, le=20,
+        description="Attempts per page: after the last, a page that could not be fetched is replaced by the feed's "
+        "own text, and one that broke its extraction worker every time is given up (`failed`, shown in feed health)",
+    )
+    article_retry_base_seconds: float = Field(default=120, ge=0, le=86400, description="Seconds before the first "
+                                              "retry of a page fetch; doubles per attempt")
     min_interval: int = Field(
         default=300, ge=60, le=86400,
-        description="Seconds: no feed is polled more often (politeness floor; also the backoff's first step)",
+        description="Seconds: no feed is polled more often (politeness floor; also the backoff's first step); at "
+        "most max_interval",
     )
     max_interval: int = Field(
         default=6 * 3600, ge=60, le=7 * 86400,
@@ -256,7 +286,8 @@ class Polling(_Strict):
     )
     max_backoff: int = Field(
         default=86400, ge=60, le=7 * 86400,
-        description="Seconds: cap of the exponential backoff of a failing feed, which is then probed at that pace",
+        description="Seconds: cap of the exponential backoff of a failing feed, which is then probed at that pace; "
+        "at least min_interval",
     )
     notify_after_failures: int = Field(
         default=5, ge=1, le=1000,
@@ -275,11 +306,13 @@ class Polling(_Strict):
     max_parallel_tasks: int = Field(
         default=4, ge=1, le=1024,
         description="Mapped poll_feeds/fetch_articles tasks running at once across the deployment: the size of "
-        "the Airflow pool newswatch_fetch",
+        "the Airflow pool newswatch_fetch (created when the scheduler starts; `newswatch pool` applies a new size "
+        "at once; sizing in docs/operations.md, Concurrency and politeness)",
     )
     operator_channels: list[str] = Field(
         default_factory=list,
-        description="Where feed health events go: names of `channels` entries or Apprise URLs; "
+        description="Where feed health events (failing, recovered, gone, moved) go: names of `channels` entries "
+        "or Apprise URLs (checked like channel URLs); "
         "when empty, events are only logged",
     )
 
@@ -303,22 +336,28 @@ class Polling(_Strict):
 
 
 class Dedup(_Strict):
-    near_duplicate_threshold: float = Field(default=0.5, gt=0, le=1)
-    min_tokens: int = Field(default=40, ge=5, description="Texts shorter than this are never compared")
+    near_duplicate_threshold: float = Field(
+        default=0.5, gt=0, le=1,
+        description="Estimated Jaccard similarity of word 5-gram shingles above which two same-language articles "
+        "are one story",
+    )
+    min_tokens: int = Field(default=40, ge=5, description="Texts with fewer words are never compared (empty or "
+                            "paywalled extractions would all look alike)")
     window_days: int = Field(
         default=7, ge=1, le=365,
         description="Days between publications within which articles can be one story; a story that gains no "
-        "article for this long is closed",
+        "article for this long is closed (no longer joined by meaning)",
     )
     meaning_threshold: float = Field(
         default=0.64, gt=0, le=1,
-        description="Mean cosine similarity of an article's meaning to a story's members at which it joins the "
+        description="Mean cosine similarity of an article's meaning (title and lead, any of 16 languages) to a "
+        "story's members at which it joins the "
         "story on meaning alone (also the bar for merging two stories)",
     )
     corroborated_threshold: float = Field(
         default=0.54, gt=0, le=1,
         description="Lower similarity at which an article joins when names, places, numbers and dates agree with "
-        "most of the story's members",
+        "most of the story's recent members; at most meaning_threshold",
     )
     follow_up_days: int = Field(
         default=0, ge=0, le=365,
@@ -347,21 +386,31 @@ class Dedup(_Strict):
 
 
 class Alerts(_Strict):
-    max_attempts: int = Field(default=10, ge=1, le=100)
-    retry_base_seconds: float = Field(default=60, ge=0, le=3600, description="First retry delay; doubles")
-    send_timeout: float = Field(default=30, gt=0, le=240, description="Seconds one send may take, answer included; "
-                                "less than the outbox lease (5 min)")
+    max_attempts: int = Field(default=10, ge=1, le=100, description="Delivery attempts before an alert is marked "
+                              "`failed`")
+    retry_base_seconds: float = Field(default=60, ge=0, le=3600, description="Seconds before the first retry; "
+                                      "doubles per attempt, at most 6 h")
+    send_timeout: float = Field(default=30, gt=0, le=240, description="Seconds one send may take, answer included "
+                                "(less than the outbox lease, 5 min); a channel that answers slower is cut, recorded "
+                                "as `timeout: …` and retried, and holds up no other channel")
 
 
 class Settings(_Strict):
-    feeds: list[Feed] = Field(default_factory=list)
-    rules: list[Rule] = Field(default_factory=list)
-    channels: list[Channel] = Field(default_factory=list)
-    network: Network = Field(default_factory=Network)
-    polling: Polling = Field(default_factory=Polling)
-    dedup: Dedup = Field(default_factory=Dedup)
-    alerts: Alerts = Field(default_factory=Alerts)
-    retention: dict[str, Any] | None = Field(default=None, description="Retention of old data (maintenance DAG)")
+    feeds: list[Feed] = Field(default_factory=list, description="The feeds to poll")
+    rules: list[Rule] = Field(default_factory=list, description="Alert rules, matched against every new article")
+    channels: list[Channel] = Field(default_factory=list, description="Where alerts are sent")
+    network: Network = Field(default_factory=Network, description="What fetching feeds and article pages may do: "
+                             "feeds come from strangers, these bounds protect the machine that polls them")
+    polling: Polling = Field(default_factory=Polling, description="How often feeds are polled, and how much work one "
+                             "task does at once")
+    dedup: Dedup = Field(default_factory=Dedup, description="When two articles are one story")
+    alerts: Alerts = Field(default_factory=Alerts, description="Delivery of alerts: attempts, retries, time limits")
+    retention: dict[str, Any] | None = Field(
+        default=None,
+        description="Retention of old data, applied by the daily `newswatch_maintenance` DAG; checked by "
+        "`newswatch.maintenance.parse_retention`, since every key may also be set with a `NEWSWATCH_RETENTION_*` "
+        "environment variable, which wins",
+    )
 
     @field_validator("retention")
     @classmethod

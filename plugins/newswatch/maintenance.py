@@ -33,7 +33,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from newswatch import db
 
@@ -59,10 +61,18 @@ class RetentionConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Retention:
-    article_bodies_days: int = 90
-    feed_polls_days: int = 30
-    delivery_attempts_days: int = 90
-    vacuum: bool = True
+    """The ``retention`` settings. The ``Field`` annotations only document them (docs/configuration.md is
+    generated from them); :func:`parse_retention` does the checking, since it also reads the environment."""
+
+    article_bodies_days: Annotated[int, Field(ge=0, le=MAX_DAYS, description=(
+        "Days article bodies are kept (title, URL, summary, story and alerts stay); 0 keeps them forever"))] = 90
+    feed_polls_days: Annotated[int, Field(ge=0, le=MAX_DAYS, description=(
+        f"Days of poll history kept; 0 keeps it forever, else at least {MIN_FEED_POLLS_DAYS} (the poller reads "
+        "the last 7 days to estimate publishing rates)"))] = 30
+    delivery_attempts_days: Annotated[int, Field(ge=0, le=MAX_DAYS, description=(
+        "Days delivery attempts are kept (never those of alerts still pending); 0 keeps them forever"))] = 90
+    vacuum: Annotated[bool, Field(description=(
+        "Run VACUUM (ANALYZE) after pruning, so freed space is reused and planner statistics stay fresh"))] = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
