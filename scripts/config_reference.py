@@ -30,14 +30,14 @@ import annotated_types  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 from pydantic.fields import FieldInfo  # noqa: E402
 
-from newswatch import maintenance  # noqa: E402
+from newswatch import retention  # noqa: E402
 from newswatch.config import Settings  # noqa: E402
 
 DOC = ROOT / "docs" / "configuration.md"
 START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"
 COMMAND = "make config-reference"
-NOTE = ("<!-- Generated from plugins/newswatch/config.py (and newswatch.maintenance.Retention) by "
+NOTE = ("<!-- Generated from plugins/newswatch/config.py (and newswatch.retention.Retention) by "
         f"`{COMMAND}`: edit the Field descriptions there, not this block. -->")
 
 
@@ -46,12 +46,12 @@ class ReferenceError(Exception):
 
 
 def _retention_fields() -> Iterator[tuple[str, FieldInfo, str]]:
-    """``retention`` is a plain mapping in Settings, checked by maintenance.parse_retention because the
+    """``retention`` is a plain mapping in Settings, checked by retention.parse_retention because the
     environment may override each key; its keys are documented on the Retention dataclass."""
-    hints = typing.get_type_hints(maintenance.Retention, include_extras=True)
-    for field in dataclasses.fields(maintenance.Retention):
+    hints = typing.get_type_hints(retention.Retention, include_extras=True)
+    for field in dataclasses.fields(retention.Retention):
         info = FieldInfo.from_annotated_attribute(hints[field.name], field.default)
-        yield field.name, info, f"environment: `{maintenance.ENV_PREFIX}{field.name.upper()}`"
+        yield field.name, info, f"environment: `{retention.ENV_PREFIX}{field.name.upper()}`"
 
 
 # Sections whose keys are not pydantic fields of their own model.

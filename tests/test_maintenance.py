@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from newswatch import maintenance
-from newswatch.maintenance import Retention, RetentionConfigError, parse_retention
+from newswatch.retention import Retention, RetentionConfigError, parse_retention
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC)

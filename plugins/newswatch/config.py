@@ -43,6 +43,11 @@ def _check_port(url: str) -> None:
         raise ValueError(f"port {port[:20]!r} is out of range: a port is a number 1-65535")
 
 
+# newswatch's own senders (newswatch.delivery); every other channel URL is Apprise's.
+JSONL_SCHEME = "jsonl://"
+WEBHOOK_SCHEMES = ("webhook+http://", "webhook+https://")
+
+
 def _check_channel_url(url: str) -> None:
     """Refuse a channel URL that no sender can use, with the parser that will send to it.
 
@@ -50,8 +55,6 @@ def _check_channel_url(url: str) -> None:
     whose plugins know their own URL formats (tokens, required fields). Instantiating one sends nothing.
     """
     import apprise
-
-    from newswatch.delivery import JSONL_SCHEME, WEBHOOK_SCHEMES
 
     _check_port(url)
     if url.startswith((JSONL_SCHEME, *WEBHOOK_SCHEMES)):
@@ -408,14 +411,14 @@ class Settings(_Strict):
     retention: dict[str, Any] | None = Field(
         default=None,
         description="Retention of old data, applied by the daily `newswatch_maintenance` DAG; checked by "
-        "`newswatch.maintenance.parse_retention`, since every key may also be set with a `NEWSWATCH_RETENTION_*` "
+        "`newswatch.retention.parse_retention`, since every key may also be set with a `NEWSWATCH_RETENTION_*` "
         "environment variable, which wins",
     )
 
     @field_validator("retention")
     @classmethod
     def _retention(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        from newswatch.maintenance import RetentionConfigError, parse_retention
+        from newswatch.retention import RetentionConfigError, parse_retention
 
         try:
             parse_retention(value, env={})

@@ -39,12 +39,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from newswatch.config import Channel, Settings
+from newswatch.config import JSONL_SCHEME, WEBHOOK_SCHEMES, Channel, Settings
 
 log = logging.getLogger(__name__)
 
-JSONL_SCHEME = "jsonl://"
-WEBHOOK_SCHEMES = ("webhook+http://", "webhook+https://")
 _EMAIL_SCHEMES = ("mailto://", "mailtos://")
 # Apprise's generic webhooks: they take extra request headers as ``+Name=value`` URL parameters.
 _APPRISE_WEBHOOK_SCHEMES = ("json://", "jsons://", "xml://", "xmls://", "form://", "forms://")

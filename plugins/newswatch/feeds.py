@@ -24,16 +24,25 @@ from __future__ import annotations
 import calendar
 import codecs
 import functools
-import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from urllib.parse import urljoin, urlsplit
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import feedparser
 from feedparser.mixin import _FeedParserMixin
 
+from newswatch import jsonfeed
+from newswatch.entries import (
+    SKEW,
+    SURROGATES,
+    FeedEntry,
+    FeedError,
+    ParsedFeed,
+    entry_guid,
+    feed_text,
+    http_link,
+)
 from newswatch.workers import Expected
 
 _ENTITY_DECLARATION = re.compile(r"<!ENTITY|<!DOCTYPE[^>]*\[", re.IGNORECASE)
@@ -48,10 +57,7 @@ _CHARSET_PARAM = re.compile(r"charset\s*=\s*(\"[^\"]*\"|[^;\s]+)", re.IGNORECASE
 _XML_ENCODING = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]{1,40})[\"']", re.IGNORECASE)
 # Other declared charsets (UTF-7, whose "+ADw-" decodes to "<", UTF-16, EBCDIC, ...) get a decoded search.
 _ASCII_SUPERSETS = frozenset({"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252", "iso8859-15"})
-_MAX_TEXT_PASSES = 4
 # Markup left in text after HTML conversion: a double-escaped tag such as &amp;lt;script&amp;gt;.
-_TAG_LIKE = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--")
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _CHARACTER_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
 # A DOCTYPE that does not start its own line (feedparser only removes one that does).
 _INLINE_DOCTYPE = re.compile(rb"(?<=>)[ \t]*(?=<!DOCTYPE)", re.IGNORECASE)
@@ -66,8 +72,6 @@ _UTF8_REPAIR_SHARE = 0.95
 _MARKUP_IN_TEXT = re.compile(r"</[A-Za-z][\w:-]*\s*>|<[A-Za-z][\w:-]*\s+[^<>]*=|<!--")
 _TTL = re.compile(r"[0-9]{1,7}")
 # PostgreSQL's btree entries are limited to ~2.7 kB: longer GUIDs are stored as their hash.
-MAX_GUID_BYTES = 2000
-_SKEW = timedelta(hours=1)
 
 
 def _restoring_parent_base(unknown_endtag: Callable) -> Callable:
@@ -88,35 +92,6 @@ def _restoring_parent_base(unknown_endtag: Callable) -> Callable:
 
 if not getattr(_FeedParserMixin.unknown_endtag, "restores_parent_base", False):
     _FeedParserMixin.unknown_endtag = _restoring_parent_base(_FeedParserMixin.unknown_endtag)
-
-
-class FeedError(Exception):
-    """The document is not a usable feed; ``kind`` is a short label for the feed health table."""
-
-    def __init__(self, kind: str, message: str):
-        self.kind = kind
-        self.message = message
-        super().__init__(f"{kind}: {message}")
-
-    def __reduce__(self):  # comes back from a worker process with its kind
-        return (FeedError, (self.kind, self.message))
-
-
-@dataclass(frozen=True)
-class FeedEntry:
-    guid: str
-    url: str
-    title: str
-    summary: str
-    published_at: datetime | None
-
-
-@dataclass
-class ParsedFeed:
-    title: str
-    entries: list[FeedEntry] = field(default_factory=list)
-    ttl_minutes: int | None = None
-    warning: str | None = None
 
 
 def _declared_charsets(content: bytes, content_type: str | None) -> list[str]:
@@ -274,23 +249,6 @@ def _readable(content: bytes, content_type: str | None) -> tuple[bytes, str | No
     return content, content_type, note
 
 
-def _text(value: str) -> str:
-    """Plain text from a feed field: HTML converted, again while markup survives (escaped markup), and
-    whatever still looks like a tag after a few rounds is removed."""
-    # Imported here: only parsing (in worker processes, which have it loaded) needs the extraction stack
-    # (trafilatura, lxml, numpy), not the task processes that import this module for its types.
-    from newswatch.extract import html_to_text
-
-    text = html_to_text(value or "")
-    for _ in range(_MAX_TEXT_PASSES):
-        if not _TAG_LIKE.search(text):
-            break
-        text = html_to_text(text)
-    while _TAG_LIKE.search(text):  # each round removes characters, so this ends
-        text = _TAG_LIKE.sub("", text)
-    return _SURROGATES.sub("\ufffd", text)
-
-
 def _title(value: str, detail: dict | None) -> str:
     """One line of text from a title: markup is removed only from titles that are HTML.
 
@@ -300,8 +258,8 @@ def _title(value: str, detail: dict | None) -> str:
     """
     value = value or ""
     if (detail or {}).get("type", "text/plain") == "text/plain" and not _MARKUP_IN_TEXT.search(value):
-        return _SURROGATES.sub("\ufffd", " ".join(value.replace("\x00", "").split()))
-    return _text(value).replace("\n\n", " ")
+        return SURROGATES.sub("\ufffd", " ".join(value.replace("\x00", "").split()))
+    return feed_text(value).replace("\n\n", " ")
 
 
 def _timestamp(entry: feedparser.FeedParserDict, now: datetime) -> datetime | None:
@@ -312,17 +270,7 @@ def _timestamp(entry: feedparser.FeedParserDict, now: datetime) -> datetime | No
                 moment = datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
             except (OverflowError, ValueError):
                 continue
-            return moment if moment <= now + _SKEW else None
-    return None
-
-
-def _http_link(candidate: str | None, base: str) -> str | None:
-    if not candidate:
-        return None
-    link = urljoin(base, candidate.strip())
-    parts = urlsplit(link)
-    if parts.scheme in ("http", "https") and parts.hostname:
-        return link
+            return moment if moment <= now + SKEW else None
     return None
 
 
@@ -343,33 +291,22 @@ def _entry_link(entry: feedparser.FeedParserDict, base: str) -> str | None:
     link = entry.get("link")
     if link not in {candidate.get("href") for candidate in links}:
         link = None  # feedparser's copy of the GUID
-    link = _http_link(link, base)
+    link = http_link(link, base)
     if link:
         return link
     for candidate in links:
         if candidate.get("rel", "alternate") == "alternate":
-            link = _http_link(candidate.get("href"), base)
+            link = http_link(candidate.get("href"), base)
             if link:
                 return link
     guid = entry.get("id")
-    return _http_link(guid, base) if _is_absolute_http(guid) else None
-
-
-def _entry_guid(raw_id: str | None, link: str, title: str, summary: str) -> str:
-    """The entry's key in ``feed_entries``: its id, else its link; hashed when too long for the index, and
-    derived from its text when there is nothing else."""
-    guid = _SURROGATES.sub("\ufffd", (raw_id or link).strip())
-    if len(guid.encode("utf-8")) > MAX_GUID_BYTES:
-        guid = "sha256:" + hashlib.sha256(guid.encode("utf-8")).hexdigest()
-    if not guid:
-        guid = hashlib.sha256(f"{title}\n{summary}".encode()).hexdigest()
-    return guid
+    return http_link(guid, base) if _is_absolute_http(guid) else None
 
 
 def _entry_summary(entry: feedparser.FeedParserDict) -> str:
     candidates = [entry.get("summary", "")]
     candidates += [content.get("value", "") for content in entry.get("content", [])]
-    return _text(max(candidates, key=len))
+    return feed_text(max(candidates, key=len))
 
 
 def parse_job(job: dict) -> ParsedFeed:
@@ -396,8 +333,6 @@ def parse_feed(
     now = now or datetime.now(UTC)
     if not content.strip():
         raise FeedError("empty", "the server returned an empty document")
-    from newswatch import jsonfeed  # imported here: it builds on this module's helpers
-
     if jsonfeed.is_json(content, content_type):
         return jsonfeed.parse_json_feed(content, url=url, max_entries=max_entries, now=now)
     if _declares_entities(content, content_type):
@@ -419,11 +354,11 @@ def parse_feed(
     seen: set[str] = set()
     for entry in parsed.entries[:max_entries]:
         link = _entry_link(entry, url)
-        if link is None or _SURROGATES.search(link):
+        if link is None or SURROGATES.search(link):
             continue
         title = _title(entry.get("title", ""), entry.get("title_detail"))
         summary = _entry_summary(entry)
-        guid = _entry_guid(entry.get("id"), link, title, summary)
+        guid = entry_guid(entry.get("id"), link, title, summary)
         if guid in seen:
             continue
         seen.add(guid)

@@ -9,7 +9,7 @@ advisory lock ``(hash of "host:port", i)``; a request holds one slot for as long
   worker) loses its connection and PostgreSQL releases its slots at once: nothing to expire or clean up.
 * Inside a process a condition variable lets at most N threads per host ask the server for a slot, so
   threads queued behind a busy host wait locally instead of polling the database.
-* A thread finding every slot taken sleeps with full jitter (50 ms doubling up to 1 s) and tries again,
+* A thread finding every slot taken sleeps with full jitter (50 ms doubling up to 250 ms) and tries again,
   for at most ``polling.host_wait_seconds``; then it gives up with :class:`HostBusy` (a FetchError of kind
   ``host_busy``), and the caller re-queues the feed or entry without counting a failed attempt.
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _FIRST_PAUSE = 0.05
-_MAX_PAUSE = 1.0
+_MAX_PAUSE = 0.25  # a slot freed in another process is found within this, at a few cheap queries per second
 
 
 class HostBusy(FetchError):

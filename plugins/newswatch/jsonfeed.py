@@ -21,15 +21,15 @@ import json
 import re
 from datetime import UTC, datetime
 
-from newswatch.feeds import (
-    _SKEW,
-    _SURROGATES,
+from newswatch.entries import (
+    SKEW,
+    SURROGATES,
     FeedEntry,
     FeedError,
     ParsedFeed,
-    _entry_guid,
-    _http_link,
-    _text,
+    entry_guid,
+    feed_text,
+    http_link,
 )
 
 JSON_MEDIA_TYPES = frozenset({"application/feed+json", "application/json"})
@@ -77,12 +77,12 @@ def parse_json_feed(content: bytes, *, url: str, max_entries: int, now: datetime
         if not isinstance(item, dict):
             not_objects += 1
             continue
-        link = _http_link(fields.string(item, "url"), url) or _http_link(fields.string(item, "external_url"), url)
-        if link is None or _SURROGATES.search(link):
+        link = http_link(fields.string(item, "url"), url) or http_link(fields.string(item, "external_url"), url)
+        if link is None or SURROGATES.search(link):
             continue
         title = _plain_text(fields.string(item, "title")).replace("\n\n", " ")
         summary = _plain_text(max((fields.string(item, key) or "" for key in _TEXT_FIELDS), key=len))
-        guid = _entry_guid(fields.identifier(item), link, title, summary)
+        guid = entry_guid(fields.identifier(item), link, title, summary)
         if guid in seen:
             continue
         seen.add(guid)
@@ -120,9 +120,9 @@ class _Fields:
 
 
 def _plain_text(value: str | None) -> str:
-    """``feeds._text`` of a field whose lone surrogates (a JSON escape such as \\ud800 makes them) are replaced
+    """``entries.feed_text`` of a field whose lone surrogates (a JSON escape such as \\ud800 makes them) are replaced
     first: the HTML reduction would drop the text after one."""
-    return _text(_SURROGATES.sub("\ufffd", value or ""))
+    return feed_text(SURROGATES.sub("\ufffd", value or ""))
 
 
 def _published(item: dict, fields: _Fields, now: datetime) -> datetime | None:
@@ -130,7 +130,7 @@ def _published(item: dict, fields: _Fields, now: datetime) -> datetime | None:
     for key in ("date_published", "date_modified"):
         moment = _rfc3339(fields.string(item, key))
         if moment is not None:
-            return moment if moment <= now + _SKEW else None
+            return moment if moment <= now + SKEW else None
     return None
 
 

@@ -38,7 +38,8 @@ from psycopg2.extras import execute_values
 
 from newswatch import db, schedule
 from newswatch.config import Settings
-from newswatch.feeds import FeedEntry, FeedError, ParsedFeed, parse_job
+from newswatch.entries import FeedEntry, FeedError, ParsedFeed
+from newswatch.feeds import parse_job
 from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter
 from newswatch.hostslots import HostBusy, host_key, host_slots
 from newswatch.urls import redact
