@@ -158,3 +158,11 @@ def seed_text() -> str:
     if not path.exists():
         pytest.skip(f"seed article not found at {path}")
     return path.read_text(encoding="utf-8")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """pgserver logs from its exit handler, after pytest has closed the streams its log handlers write to: keep
+    those lines from turning into "--- Logging error ---" tracebacks at the end of the run."""
+    import logging
+
+    logging.raiseExceptions = False
