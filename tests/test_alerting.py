@@ -65,7 +65,7 @@ def test_retried_stages_add_nothing(tmp_path, site, webhook, smtp, query):
 
     query("UPDATE articles SET matched_at = NULL")  # as if match_rules crashed before its commit
     assert match_rules(settings)["new_alerts"] == 0
-    assert deliver_alerts(settings) == {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0, "gone": 0}
+    assert deliver_alerts(settings) == {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0, "gone": 0, "deferred": 0}
     assert len(query("SELECT id FROM alerts")) == 2
     assert len(webhook.received) == 1 and len(smtp.wait_for(1)) == 1
 
@@ -309,6 +309,47 @@ def test_a_trickling_channel_is_cut_at_its_deadline_and_blocks_no_other(tmp_path
     rows = {row["channel"]: row for row in query("SELECT channel, status, last_error FROM alerts")}
     assert rows["webhook"]["status"] == "pending" and rows["webhook"]["last_error"].startswith("timeout: ")
     assert rows["email"]["status"] == "sent"
+
+
+@pytest.mark.slow  # a fault drill that waits out a real deadline
+def test_a_hung_channel_with_a_queue_delays_no_other_channel_and_is_asked_once_per_run(tmp_path, site, webhook,
+                                                                                       smtp, query):
+    """Three alerts for a channel that never answers in time and three for a healthy one: the healthy
+    channel has all of its alerts while the first send to the hung one is still waiting for its answer
+    (the channels are sent side by side), and the hung channel is asked once in the run: its other alerts
+    wait for the next run with no attempt counted, instead of costing one deadline each."""
+    import time
+
+    from newswatch.alerting import deliver_alerts
+
+    send_timeout = 5.0
+    fast_count_while_hung: list[int] = []
+
+    def watch_the_healthy_channel(request) -> None:
+        deadline = time.monotonic() + send_timeout  # the sender gives up on this request then
+        while len(webhook.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fast_count_while_hung.append(len(webhook.received))
+
+    hung = TricklingReceiver(on_request=watch_the_healthy_channel).start()
+    try:
+        serve_seed_sites(site)
+        rules = [{"name": name, "query": query_text, "channels": ["hung", "webhook"]}
+                 for name, query_text in (("syria-fr", "syrie"), ("strikes-fr", "frappe*"), ("us-fr", "américain*"))]
+        settings = _settings(tmp_path, site, webhook, smtp, rules=rules,
+                             alerts={"retry_base_seconds": 0, "send_timeout": send_timeout},
+                             channels=[{"name": "hung", "url": f"webhook+http://127.0.0.1:{hung.port}/hook"},
+                                       {"name": "webhook", "url": f"json://127.0.0.1:{webhook.server_address[1]}/hook"}])
+        run_cycle(settings)
+        assert fast_count_while_hung == [3] and len(hung.requests) == 1
+        rows = query("SELECT channel, status, attempts FROM alerts ORDER BY channel, id")
+        statuses = [(row["channel"], row["status"]) for row in rows]
+        assert statuses == [("hung", "pending")] * 3 + [("webhook", "sent")] * 3
+        assert sorted(row["attempts"] for row in rows if row["channel"] == "hung") == [0, 0, 1]
+        assert deliver_alerts(settings)["deferred"] == 2  # the next run asks the hung channel once again
+        assert len(hung.requests) == 2 and len(webhook.received) == 3
+    finally:
+        hung.stop()
 
 
 @pytest.mark.parametrize("scheme", ["webhook+http", "json"])
