@@ -185,3 +185,26 @@ def test_help_documents_the_exit_codes(capsys):
     assert "exit codes:" in out
     for code in ("0", "1", "2", "3"):
         assert f"\n  {code}  " in out, out
+
+
+@pytest.mark.parametrize("argv", [["feeds"], ["stories", "--json"], ["alerts"], ["search", "syrie"], ["migrate"],
+                                  ["poll"], ["rules", "test", "syrie"]])
+def test_every_database_command_ends_with_one_line_and_exit_3_when_postgresql_is_unreachable(
+        argv, tmp_path, monkeypatch, capsys):
+    """Nothing listens where the database should be: each command says so in one line, with the documented
+    exit code, and no traceback."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("NEWSWATCH_DATABASE_URL", f"postgresql://news@127.0.0.1:{port}/news?connect_timeout=5")
+    config = tmp_path / "newswatch.yaml"
+    config.write_text("rules: [{name: syria, query: syrie}]\n", encoding="utf-8")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(config))
+    capsys.readouterr()
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("newswatch: the database is unavailable: "), captured.err
+    assert "Traceback" not in captured.err + captured.out

@@ -9,8 +9,8 @@ a single ``update`` alert is recorded (the unique key stops any second one).
 Delivery leases due rows one at a time (``newswatch.outbox``), sends outside any transaction, and
 records the outcome and the attempt in another short one; a failed send is retried on later cycles
 with exponential backoff. Channels are sent side by side, one lane each, and a lane stops at its first
-timeout: a hung channel costs one deadline per run and delays no other. Digest rules park their alerts until the digest is due, then one message per
-(rule, channel, due time) lists them.
+timeout: a hung channel costs one deadline per run and delays no other. Digest rules park their alerts
+until the digest is due, then one message per (rule, channel, due time) lists them.
 
 Delivery is at least once. A message is repeated in two cases: a crash between the send and the record,
 and a receiver that took the message but answered after ``alerts.send_timeout`` (the attempt is recorded
