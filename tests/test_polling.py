@@ -616,3 +616,35 @@ def test_schedule_backoff_ceiling_doubles_up_to_the_cap():
     assert ceilings[:5] == [300, 600, 1200, 2400, 4800]
     assert ceilings[-1] == 86400 and all(b >= a for a, b in zip(ceilings, ceilings[1:], strict=False))
     assert schedule.backoff_ceiling(10_000, polling) == 86400
+
+
+def test_control_characters_in_a_feed_never_reach_its_entries_or_the_operators_terminal(site, query, capsys):
+    """ESC sequences, BEL and C1 controls in a feed's entries and in a feed's error are dropped on the way in:
+    ``poll`` stores clean entries (the other entry of the feed too), and ``newswatch feeds``, ``search`` and
+    their JSON print no control character."""
+    from newswatch.cli import main
+
+    hostile = "Harbour\x1b[2J budget\x07 vote\u009b31m in Velmora"
+    document = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t\x1b]0;owned\x07</title>'
+                "<link>http://127.0.0.1/</link><description>d</description>"
+                f"<item><title>{hostile}</title><link>http://127.0.0.1/x/1</link><guid>g\x1b[1</guid>"
+                f"<description>{hostile} text</description></item>"
+                "<item><title>plain</title><link>http://127.0.0.1/x/2</link><guid>g2</guid></item>"
+                "</channel></rss>").encode()
+    site.routes["/ctl"] = Route(200, document, XML)
+    site.routes["/err"] = Route(200, b"<html><head><title>Error\x1b[31m page\x07</title></head></html>",
+                                {"Content-Type": "text/html\x1b[2J"})
+    poll(make_settings([{"name": "ctl", "url": site.url("/ctl")}, {"name": "err", "url": site.url("/err")}]))
+    control = [chr(c) for c in [*range(0, 9), 11, 12, *range(14, 32), *range(0x7F, 0xA0)]]
+    entries = query("SELECT guid, title, summary FROM feed_entries ORDER BY guid")
+    titles = sorted(entry["title"] for entry in entries)  # (feedparser reads a C1 byte as windows-1252, as browsers do)
+    assert titles[0].startswith("Harbour[2J budget vote") and titles[0].endswith("31m in Velmora")
+    assert titles[1] == "plain"
+    for entry in entries:
+        assert not any(ch in str(value) for value in entry.values() for ch in control), entry
+    assert not any(ch in (feed_row(query, "err")["last_error"] or "") for ch in control)
+    capsys.readouterr()
+    for argv in (["feeds"], ["feeds", "--json"], ["search", "velmora"], ["search", "velmora", "--json"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert not any(ch in out for ch in control if ch != "\n"), (argv, out)
