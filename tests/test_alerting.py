@@ -457,6 +457,17 @@ def _held_webhook_cycle(tmp_path, site, webhook, smtp, database_url: str):
     return path, cycle, received, release
 
 
+def _wait_until_recorded_sent(query, channel: str) -> None:
+    """Channels are sent side by side: wait (bounded) until ``channel``'s alert is recorded as sent, so that
+    a drill striking the held channel finds no other message in flight."""
+    import time
+
+    deadline = time.monotonic() + 120
+    while query("SELECT status FROM alerts WHERE channel = %s", (channel,)) != [{"status": "sent"}]:
+        assert time.monotonic() < deadline, f"the {channel} alert was never recorded as sent"
+        time.sleep(0.05)
+
+
 def _redeliver_after_the_leases(tmp_path, site, query, path, articles: list[dict], key: str) -> None:
     """Time passes (the dead attempt's lease runs out); two cycles: the held alert is sent once more, with its
     Idempotency-Key, and nothing else is stored or sent twice."""
@@ -483,6 +494,7 @@ def test_a_cycle_killed_mid_delivery_loses_nothing_and_repeats_one_message_with_
     path, cycle, received, release = _held_webhook_cycle(tmp_path, site, webhook, smtp, database_url)
     try:
         assert received.wait(300), "the cycle never reached delivery"
+        _wait_until_recorded_sent(query, "email")  # the other channel's lane runs beside the held one
         os.killpg(cycle.pid, signal.SIGKILL)
         cycle.communicate(timeout=30)
     finally:
@@ -516,8 +528,17 @@ def test_postgresql_stopped_mid_delivery_then_restarted_sends_the_alert_once_mor
     db.migrate(url)
     db.close_pools(url)
     path, cycle, received, release = _held_webhook_cycle(tmp_path, site, webhook, smtp, url)
+
+    def query_before(sql: str, params: tuple = ()) -> list[dict]:
+        with psycopg2.connect(url, cursor_factory=psycopg2.extras.RealDictCursor) as before, before.cursor() as cur:
+            cur.execute(sql, params)
+            rows = [dict(row) for row in cur.fetchall()]
+        before.close()
+        return rows
+
     try:
         assert received.wait(300), "the cycle never reached delivery"
+        _wait_until_recorded_sent(query_before, "email")  # the other channel's lane runs beside the held one
         assert db.stop_embedded(server_dir)
         release.set()
         _, err = cycle.communicate(timeout=300)

@@ -147,7 +147,7 @@ def test_postgresql_stopped_mid_ingest_then_restarted_loses_no_article(tmp_path,
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 3 and "Traceback" not in err, err[-3000:]
+    assert process.returncode == 3 and "Traceback" not in err, (process.returncode, err[-3000:])
 
     try:
         url = db.start_embedded(server_dir)  # PostgreSQL is back
