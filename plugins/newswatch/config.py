@@ -35,10 +35,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_port(url: str) -> None:
-    """A port outside 1-65535 would only fail later, at the first fetch or send: say so now."""
+def _check_port(url: str, *, numbers_only: bool = False) -> None:
+    """A port outside 1-65535 would only fail later, at the first fetch or send: say so now.
+
+    ``numbers_only`` for Apprise URLs, where what follows the host's colon may be a token rather than a port
+    (``tgram://123456789:AAbb…/chat``, a Telegram bot token): only a number out of range is refused there.
+    """
     match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(\[[^\]]*\]|[^/?#:]*)(?::([^/?#]*))?", url)
     port = match.group(2) if match else None
+    if numbers_only and port is not None and not port.isdigit():
+        return
     if port is not None and port != "" and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise ValueError(f"port {port[:20]!r} is out of range: a port is a number 1-65535")
 
@@ -56,9 +62,10 @@ def _check_channel_url(url: str) -> None:
     """
     import apprise
 
-    _check_port(url)
     if url.startswith((JSONL_SCHEME, *WEBHOOK_SCHEMES)):
+        _check_port(url)
         return
+    _check_port(url, numbers_only=True)
     scheme = url.split("://", 1)[0]
     with apprise.LogCapture(level=logging.WARNING):  # its complaints would repeat parts of the URL
         usable = apprise.Apprise.instantiate(url) is not None
