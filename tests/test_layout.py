@@ -23,8 +23,10 @@ STAGES: dict[str, tuple[str, ...]] = {
                "boilerplate", "dedup", "ingest", "poller"),
     "stories": ("entities", "meaning", "stories"),
     "alerts": ("outbox", "delivery", "alerting", "operator_events", "notify"),
-    # what people and Airflow touch: one cycle, pages, search, metrics, commands, upkeep, the Airflow pool
-    "surface": ("pipeline", "search", "metrics", "web", "cli", "maintenance", "airflow_pool"),
+    # what people and Airflow touch: one cycle, pages, search, metrics, commands, upkeep, the Airflow pool, the
+    # configuration added from the UI (it tests channels through delivery)
+    "surface": ("pipeline", "search", "metrics", "configstore", "web", "cli", "maintenance",
+                "airflow_pool"),
 }
 
 

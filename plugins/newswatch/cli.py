@@ -13,22 +13,23 @@ import psycopg2
 from psycopg2.extras import RealDictCursor
 
 from newswatch import db, metrics, search
-from newswatch.config import ConfigError, config_path, config_warnings, load_settings
+from newswatch.config import UI_KINDS, ConfigError, config_path, config_warnings, load_settings, merge_ui, read_ui_rows
 from newswatch.output import print_rows
 
 EXIT_OK = 0
-EXIT_PROBLEMS_FOUND = 1  # check-config: the file has problems (listed one per line)
+EXIT_PROBLEMS_FOUND = 1  # check-config: the file, or the UI-managed part, has problems (listed one per line)
 EXIT_BAD_INPUT = 2  # invalid configuration, query or arguments; no database configured
 EXIT_DATABASE_UNAVAILABLE = 3  # PostgreSQL could not be reached, or went away during the command
 EXIT_CODES = f"""exit codes:
   {EXIT_OK}  done (poll: even when some feeds or deliveries failed; they are recorded and retried)
-  {EXIT_PROBLEMS_FOUND}  check-config found problems in the file
+  {EXIT_PROBLEMS_FOUND}  check-config found problems in the file or in what was added from the UI
   {EXIT_BAD_INPUT}  invalid configuration, query or arguments, or no database configured
   {EXIT_DATABASE_UNAVAILABLE}  the database (for pool: Airflow's) could not be reached or went away; run again
 """
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Check the file, then what was added from the UI against it (when a database is configured)."""
     path = args.config or str(config_path())
     try:
         settings = load_settings(path)
@@ -41,6 +42,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(settings.enabled_feeds)} enabled feeds, {len(settings.rules)} rules, "
           f"{len(settings.channels)} channels)")
+    try:
+        rows = read_ui_rows()
+    except db.DatabaseNotConfigured:
+        print("warning: what was added from the UI is not checked: no database configured (set "
+              f"{db.DATABASE_URL_ENV}, or start the embedded one with `newswatch db start`)", file=sys.stderr)
+        return 0
+    merged = merge_ui(settings, rows)
+    if merged.ui_problems:
+        print(f"UI-managed part (database): {len(merged.ui_problems)} problem(s)", file=sys.stderr)
+        for problem in merged.ui_problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_PROBLEMS_FOUND
+    added = {kind: sum(1 for item in getattr(merged, kind) if merged.source(kind, item.name) == "ui")
+             for kind in UI_KINDS}
+    print(f"UI-managed part (database): OK ({added['feeds']} feeds, {added['rules']} rules, "
+          f"{added['channels']} channels added from the UI)")
     return 0
 
 
@@ -48,7 +65,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     from newswatch.pipeline import run_cycle
 
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, ui=True)
     except ConfigError as exc:
         return _config_failure(exc)
     # With --json, stdout carries only the JSON document; progress goes to stderr.
@@ -171,7 +188,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
     query = args.rule
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, ui=True)
         configured = next((rule for rule in settings.rules if rule.name == args.rule), None)
         if configured is not None:
             query = configured.query
