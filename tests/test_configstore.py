@@ -270,3 +270,21 @@ def test_test_channel_sends_through_the_delivery_code(config, webhook):
     assert not outcome.ok and outcome.kind == "http_error" and "answered HTTP 503" in outcome.message
     with pytest.raises(NotFound):
         configstore.test_channel("nothing")
+
+
+def test_a_rule_preview_counts_matches_per_language(config, query):
+    story = query("INSERT INTO stories (title) VALUES ('Strikes') RETURNING id")[0]["id"]
+    for n, (title, language) in enumerate([("US air strike in Syria", "en"), ("Frappe aérienne en Syrie", "fr"),
+                                           ("Football results", "en"), ("Old strike in Syria", "en")]):
+        query("INSERT INTO articles (url, canonical_url, title, body, language, feed, extraction, content_hash, "
+              "story_id, fetched_at) VALUES (%s, %s, %s, '', %s, 'wire', 'test', %s, %s, "
+              "now() - make_interval(days => %s))",
+              (f"https://e.org/{n}", f"https://e.org/{n}", title, language, str(n), story, 40 if n == 3 else 0))
+    preview = configstore.preview_rule("(syria OR syrie) AND (strike OR frappe*)", days=7)
+    assert (preview.scanned, preview.matched_articles, preview.matched_stories) == (3, 2, 1)
+    assert preview.by_language == {"en": 1, "fr": 1}
+    assert preview.stories[0]["languages"] == ["en", "fr"] and preview.stories[0]["articles"] == 2
+    assert configstore.preview_rule("syria", language="fr").by_language == {}
+    with pytest.raises(InvalidItem) as error:
+        configstore.preview_rule("syria AND (")
+    assert error.value.position == 11 and error.value.field == "query"

@@ -9,10 +9,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 
 import psycopg2
-from psycopg2.extras import RealDictCursor
 
 from newswatch import db, metrics, search
 from newswatch.config import UI_KINDS, ConfigError, config_path, config_warnings, load_settings, merge_ui, read_ui_rows
@@ -187,8 +185,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    """Show what a configured rule, or a draft query, would have matched in the stored archive."""
-    from newswatch.rules import Document, RuleSyntaxError, compile_rule
+    """Show what a configured rule (of the file or the UI), or a draft query, would have matched in the archive."""
+    from newswatch.configstore import InvalidItem, preview_rule
 
     query = args.rule
     try:
@@ -199,41 +197,17 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     except ConfigError:
         configured = None
     try:
-        rule = compile_rule(query)
-    except RuleSyntaxError as exc:
-        print(f"newswatch: invalid query: {exc}", file=sys.stderr)
-        print(f"  {query}\n  {' ' * exc.position}^", file=sys.stderr)
+        preview = preview_rule(query, days=args.days, limit=args.limit)
+    except InvalidItem as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
+        print(f"  {query}\n  {' ' * (exc.position or 0)}^", file=sys.stderr)
         return EXIT_BAD_INPUT
-    since = datetime.now(UTC) - timedelta(days=args.days)
-    stories: dict[int, dict] = {}
-    scanned = 0
-    conn = db.connect()
-    try:
-        with conn, conn.cursor("rules_test", cursor_factory=RealDictCursor) as cur:  # streamed, not loaded
-            cur.itersize = 500
-            cur.execute(
-                "SELECT id, story_id, title, body, language, feed, fetched_at FROM articles "
-                "WHERE fetched_at >= %s ORDER BY fetched_at DESC", (since,))
-            for article in cur:
-                scanned += 1
-                document = Document(article["title"], article["body"], article["language"], article["feed"])
-                if not rule.matches(document):
-                    continue
-                story = stories.setdefault(article["story_id"], {
-                    "story": article["story_id"], "articles": 0, "title": article["title"], "feeds": set(),
-                    "languages": set(), "last_seen": article["fetched_at"], "matched": rule.explain(document)})
-                story["articles"] += 1
-                story["feeds"].add(article["feed"])
-                story["languages"].add(article["language"] or "?")
-    finally:
-        conn.close()
-    rows = [{**story, "feeds": sorted(story["feeds"]), "languages": sorted(story["languages"])}
-            for story in stories.values()][: args.limit]
     source = f"rule {args.rule!r}" if configured else "draft query"
     if not args.json:
-        print(f"{source}: {len(stories)} stories ({sum(s['articles'] for s in stories.values())} articles) "
-              f"matched among {scanned} articles of the last {args.days} days")
-    print_rows(rows, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"], args.json)
+        print(f"{source}: {preview.matched_stories} stories ({preview.matched_articles} articles) "
+              f"matched among {preview.scanned} articles of the last {args.days} days")
+    print_rows(preview.stories, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"],
+               args.json)
     return 0
 
 

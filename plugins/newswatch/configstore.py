@@ -278,6 +278,73 @@ def check_rule_query(query: str) -> RuleCheck:
     return RuleCheck(True)
 
 
+@dataclass(frozen=True)
+class RulePreview:
+    """What a query would have matched among the articles fetched in the last ``days``: the matched stories
+    (newest first, at most the limit asked for; each with its articles' count, title, feeds, languages, last
+    article and the terms that matched), totals, and matched articles per language (``?``: undetected)."""
+
+    query: str
+    days: int
+    scanned: int
+    matched_articles: int
+    stories: list[dict[str, Any]]
+    matched_stories: int
+    by_language: dict[str, int]
+
+
+def preview_rule(query: str, *, days: int = 7, limit: int = 50, language: str | None = None,
+                 database_url: str | None = None) -> RulePreview:
+    """Match ``query`` against the stored archive, as the rule engine will match new articles: the engine of
+    ``newswatch rules test`` and of a rules page's preview. ``language`` keeps articles of that language only.
+
+    InvalidItem (``field='query'``, ``position``) for a query that does not parse. The articles are streamed
+    from a read-only transaction (a server-side cursor), never all loaded.
+    """
+    from datetime import UTC, timedelta
+
+    from psycopg2.extras import RealDictCursor
+
+    from newswatch.rules import Document, RuleSyntaxError, compile_rule
+
+    try:
+        rule = compile_rule(query)
+    except RuleSyntaxError as exc:
+        raise InvalidItem(f"invalid query: {exc}", [f"query: invalid query: {exc}"], field="query",
+                          position=exc.position) from None
+    since = datetime.now(UTC) - timedelta(days=days)
+    stories: dict[int, dict[str, Any]] = {}
+    by_language: dict[str, int] = {}
+    scanned = matched = 0
+    conn = db.connect(database_url)
+    try:
+        conn.set_session(readonly=True)
+        with conn, conn.cursor("rule_preview", cursor_factory=RealDictCursor) as cur:
+            cur.itersize = 500
+            cur.execute(
+                "SELECT story_id, title, body, language, feed, fetched_at FROM articles "
+                "WHERE fetched_at >= %s AND (%s::text IS NULL OR language = %s) ORDER BY fetched_at DESC",
+                (since, language, language))
+            for article in cur:
+                scanned += 1
+                document = Document(article["title"], article["body"], article["language"], article["feed"])
+                if not rule.matches(document):
+                    continue
+                matched += 1
+                by_language[article["language"] or "?"] = by_language.get(article["language"] or "?", 0) + 1
+                story = stories.setdefault(article["story_id"], {
+                    "story": article["story_id"], "articles": 0, "title": article["title"], "feeds": set(),
+                    "languages": set(), "last_seen": article["fetched_at"], "matched": rule.explain(document)})
+                story["articles"] += 1
+                story["feeds"].add(article["feed"])
+                story["languages"].add(article["language"] or "?")
+    finally:
+        conn.close()
+    rows = [{**story, "feeds": sorted(story["feeds"]), "languages": sorted(story["languages"])}
+            for story in stories.values()][:max(0, limit)]
+    return RulePreview(query, days, scanned, matched, rows, len(stories), dict(sorted(by_language.items())))
+
+
 def audit_log(*, limit: int = 50, kind: Kind | None = None, name: str | None = None,
               before_id: int | None = None, database_url: str | None = None) -> list[AuditEntry]:
     """The latest changes, newest first (``before_id``: the page after the entry with that id)."""
