@@ -93,6 +93,33 @@ def test_dag_run_end_to_end_then_rerun_sends_nothing(dagbag, tmp_path, site, web
     assert len(query("SELECT id FROM poll_runs")) == 2
 
 
+def test_dag_runs_what_was_added_from_the_ui(dagbag, tmp_path, site, webhook, smtp, query, monkeypatch):
+    """A feed, a rule and a channel added from the UI are polled, matched and alerted by the scheduled DAG."""
+    import yaml
+
+    from newswatch import configstore
+    from tests.scenario import shipped_rule
+
+    serve_seed_sites(site)
+    config = seed_config(tmp_path / "newswatch.yaml", site, webhook, smtp)
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    document["feeds"] = [feed for feed in document["feeds"] if feed["name"] != "info-express"]
+    document["rules"] = []
+    config.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(config))
+    configstore.add_feed("info-express", site.url("/b/rss"), actor="alice")
+    configstore.add_channel("desk-hook", url=f"webhook+http://127.0.0.1:{webhook.server_address[1]}/desk",
+                            actor="alice")
+    configstore.add_rule("syria-from-the-ui", shipped_rule(), channels=["desk-hook"], actor="alice")
+
+    run = dagbag.get_dag("newswatch_poll").test()
+    assert run.state == "success"
+    assert {row["feed"] for row in query("SELECT feed FROM articles")} == {"journal-du-monde", "info-express"}
+    assert query("SELECT rule, channel, status FROM alerts") == [
+        {"rule": "syria-from-the-ui", "channel": "desk-hook", "status": "sent"}]
+    assert [payload["rule"] for payload in webhook.received] == ["syria-from-the-ui"]
+
+
 def test_airflow_dags_test_cli_with_only_env(airflow_db, tmp_path, site, webhook, smtp, database_url, query):
     """`airflow dags test newswatch_poll` with NEWSWATCH_CONFIG, NEWSWATCH_DATABASE_URL and AIRFLOW__CORE__*."""
     serve_seed_sites(site)
