@@ -230,9 +230,9 @@ DELETE FROM article_entities; DELETE FROM entity_df;
 
 
 def sweep(database_url: str, grid: dict[str, list[float]], pairs: list[news_pairs.Pair]) -> list[tuple[dict, dict]]:
-    from newswatch import entities
     from newswatch.config import Settings
-    from newswatch.stories import assign_stories
+    from newswatch.stories import entities
+    from newswatch.stories.grouping import assign_stories
 
     os.environ["NEWSWATCH_DATABASE_URL"] = database_url
     rows = []

@@ -54,9 +54,11 @@ import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 from report import environment, refuse_dirty_write, write_section  # noqa: E402
 
-from newswatch import db, entities, stories  # noqa: E402
+from newswatch import db  # noqa: E402
 from newswatch.config import Settings  # noqa: E402
-from newswatch.dedup import fingerprint, signature_from_bytes, title_key  # noqa: E402
+from newswatch.ingest.dedup import fingerprint, signature_from_bytes, title_key  # noqa: E402
+from newswatch.stories import entities  # noqa: E402
+from newswatch.stories import grouping as stories  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "news-similarity" / "training_set.csv"
 FIXTURES = ROOT / "tests" / "fixtures" / "stories"
@@ -90,7 +92,7 @@ def setup(url: str, corpus: list[tuple[str, str]], probe_count: int) -> tuple[li
     """Schema, probe articles and the meanings the archive reuses; returns the probe ids, the vocabulary
     (items, most frequent first) and the analysis cost per probe (entity fingerprint and embedding, in seconds,
     batched as the meaning workers do it)."""
-    from newswatch import meaning
+    from newswatch.stories import meaning
 
     db.migrate(url)
     df: collections.Counter[str] = collections.Counter()

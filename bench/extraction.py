@@ -143,7 +143,7 @@ def load_pages(data: Path = DEFAULT_DATA, keys: Iterable[str] | None = None) -> 
 
 
 def newswatch_system(page: Page) -> str:
-    from newswatch.extract import extract_article
+    from newswatch.ingest.extract import extract_article
 
     # No feed for these pages: feed_title/feed_summary stay None, as the brief of the benchmark wants.
     return extract_article(page.html, url=page.url).body
@@ -256,7 +256,7 @@ def markdown_report(runs: list[Run], pages: list[Page], repeat: int, language: o
 
         lines += [
             "",
-            "**Language identification** (`newswatch.language.detect_language`, py3langid's bundled model, "
+            "**Language identification** (`newswatch.ingest.language.detect_language`, py3langid's bundled model, "
             "offline) on the distinct texts of `../shared/data/news-similarity/training_set.csv` (SemEval-2022 "
             "Task 8 as prepared by github.com/GeekDream-x/SemEval2022-Task8-TonyX, commit 4281dc9, Apache-2.0; "
             "head+tail excerpts of about 1,000 characters; lang1/lang2 are the gold labels). \"unsure\" (None, "

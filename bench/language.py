@@ -1,4 +1,4 @@
-"""Language identification benchmark: newswatch.language.detect_language on labelled news texts.
+"""Language identification benchmark: newswatch.ingest.language.detect_language on labelled news texts.
 
 Data: ``../shared/data/news-similarity/training_set.csv`` beside the repository: SemEval-2022 Task 8
 (Multilingual News Article Similarity) training pairs as prepared by the task's winning team
@@ -73,7 +73,7 @@ class LanguageResult:
 
 def evaluate(texts: list[tuple[str, str, bool]], chars: int = 0) -> LanguageResult:
     """detect_language on every text (or its first ``chars`` characters) against the gold labels."""
-    from newswatch.language import detect_language
+    from newswatch.ingest.language import detect_language
 
     detect_language(texts[0][0])  # model loading is not part of the timing
     per_lang: dict[str, Counter[str]] = defaultdict(Counter)

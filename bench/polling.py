@@ -12,7 +12,7 @@ What it does, all on this machine (the only traffic is to 127.0.0.1):
    receive and send, and the most requests in flight at once on one host;
 2. starts an embedded PostgreSQL (pgserver) in a temporary directory, applies the migrations and points
    NEWSWATCH_DATABASE_URL at it;
-3. poll 1: `newswatch.poller.poll_feeds` over `batched(ids, polling.batch_size)`, the batches run the way the
+3. poll 1: `newswatch.ingest.poller.poll_feeds` over `batched(ids, polling.batch_size)`, the batches run the way the
    DAG's mapped `poll_feeds` task runs them: separate processes, at most `polling.max_parallel_tasks` at once
    (the Airflow pool's size), each batch with its own thread pool (polling.feed_workers), requests to one host
    limited across all of them (polling.per_host_concurrency);
@@ -273,14 +273,14 @@ class Phase:
 
 def _warm(_: int) -> int:
     """Import the poller in a pool process (Airflow's task start-up, not part of a poll), then hold it."""
-    import newswatch.poller  # noqa: F401
+    import newswatch.ingest.poller  # noqa: F401
 
     time.sleep(1.0)  # so that each warm-up task lands in a different process
     return os.getpid()
 
 
 def _poll_batch(batch: list[int], settings) -> dict[str, int]:
-    from newswatch.poller import poll_feeds
+    from newswatch.ingest.poller import poll_feeds
 
     return poll_feeds(batch, settings)
 
@@ -400,7 +400,7 @@ def report(args: argparse.Namespace, settings, first: Phase, second: Phase, base
         f"127.0.0.1{f' .. 127.0.0.{args.hosts}' if args.hosts > 1 else ''}, neighbouring feeds on different hosts) "
         f"that wait {args.min_latency * 1000:.0f}–{args.max_latency * 1000:.0f} ms "
         f"before every answer (seeded per feed, mean {mean_latency * 1000:.0f} ms, the same in every run), with "
-        "ETag and Last-Modified. Poll runs go through `newswatch.poller.poll_feeds` exactly as the DAG's mapped "
+        "ETag and Last-Modified. Poll runs go through `newswatch.ingest.poller.poll_feeds` exactly as the DAG's mapped "
         f"task does (one process per batch, at most {tasks} at once as in the Airflow pool, start-up excluded; "
         f"at most {per_host_limit} requests per host across them) against an "
         "embedded PostgreSQL; before poll 2 every feed's `next_poll_at` is reset so that all are due. Bytes are "
@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from newswatch import db
     from newswatch.config import Settings
-    from newswatch.poller import batched, sync_feeds
+    from newswatch.ingest.poller import batched, sync_feeds
 
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nw-bench-") as tmp:

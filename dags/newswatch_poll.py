@@ -32,7 +32,7 @@ import pendulum
 from airflow.sdk import Asset, TriggerRule, dag, task
 
 from newswatch.airflow_pool import POOL
-from newswatch.notify import OperatorNotifier
+from newswatch.alerts.notify import OperatorNotifier
 
 STORIES = Asset(name="newswatch_stories", uri="newswatch://stories")
 
@@ -94,7 +94,7 @@ def newswatch_poll():
 
     @task(map_index_template="feeds {{ task.op_kwargs['feed_ids'][0] }}+", pool=POOL)
     def poll_feeds(feed_ids: list[int]) -> dict[str, int]:
-        from newswatch.poller import poll_feeds as poll
+        from newswatch.ingest.poller import poll_feeds as poll
 
         return poll(list(feed_ids), _settings())
 
@@ -106,26 +106,26 @@ def newswatch_poll():
 
     @task(map_index_template="entries {{ task.op_kwargs['entry_ids'][0] }}+", pool=POOL)
     def fetch_articles(entry_ids: list[int]) -> dict[str, int]:
-        from newswatch.ingest import fetch_articles as fetch
+        from newswatch.ingest.articles import fetch_articles as fetch
 
         return fetch(list(entry_ids), _settings())
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[STORIES])
     def cluster_stories() -> dict[str, int]:
-        from newswatch.stories import assign_stories
+        from newswatch.stories.grouping import assign_stories
 
         return assign_stories(_settings(skip_when_invalid=True))
 
     @task
     def match_rules() -> dict[str, int]:
-        from newswatch.alerting import match_rules as match
+        from newswatch.alerts.alerting import match_rules as match
 
         return match(_settings())
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def deliver_alerts() -> dict[str, int]:
-        from newswatch.alerting import deliver_alerts as deliver
-        from newswatch.operator_events import deliver_operator_events
+        from newswatch.alerts.alerting import deliver_alerts as deliver
+        from newswatch.alerts.operator_events import deliver_operator_events
 
         settings = _settings(skip_when_invalid=True)
         counts = deliver(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from newswatch.alerting import deliver_alerts, match_rules
+from newswatch.alerts.alerting import deliver_alerts, match_rules
 from newswatch.config import load_settings
 from newswatch.pipeline import run_cycle
 from tests.scenario import seed_config, serve_seed_sites
@@ -321,7 +321,7 @@ def test_a_hung_channel_with_a_queue_delays_no_other_channel_and_is_asked_once_p
     wait for the next run with no attempt counted, instead of costing one deadline each."""
     import time
 
-    from newswatch.alerting import deliver_alerts
+    from newswatch.alerts.alerting import deliver_alerts
 
     send_timeout = 5.0
     fast_count_while_hung: list[int] = []
@@ -410,7 +410,7 @@ def test_chat_channels_get_mentions_neutralised_and_webhooks_the_raw_title(tmp_p
     assert "https://social.example/@reporter/1" in chat["text"]  # links keep working
 
     # Every mention form, straight through the delivery function (feedparser drops the <!…> ones).
-    from newswatch.delivery import AlertMessage, send
+    from newswatch.alerts.delivery import AlertMessage, send
 
     message = AlertMessage("key", "rule", 1, f"Title {MENTIONS}", "https://example.org/a", "en", "feed",
                            None, summary=f"Summary {MENTIONS} mail desk@example.org")

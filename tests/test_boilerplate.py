@@ -6,8 +6,8 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from newswatch import boilerplate
-from newswatch.boilerplate import line_key, split_paragraphs
+from newswatch.ingest import boilerplate
+from newswatch.ingest.boilerplate import line_key, split_paragraphs
 
 COOKIE = "This site uses cookies."
 NEWSLETTER = "Sign up for our newsletter."

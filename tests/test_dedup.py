@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from newswatch.config import Settings
-from newswatch.dedup import BANDS, fingerprint, similarity, title_key
-from newswatch.entities import extract, overlap, skeleton
-from newswatch.stories import assign_stories
+from newswatch.ingest.dedup import BANDS, fingerprint, similarity, title_key
+from newswatch.stories.entities import extract, overlap, skeleton
+from newswatch.stories.grouping import assign_stories
 
 SEED_BODY = " ".join(
     f"Paragraphe {n} : les forces américaines ont mené des frappes contre des milices en Syrie orientale."

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from newswatch.config import Network
-from newswatch.discovery import advertised_feeds, check_feed
+from newswatch.ingest.discovery import advertised_feeds, check_feed
 from tests.scenario import rss
 from tests.servers import Route
 

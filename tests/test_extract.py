@@ -1,4 +1,4 @@
-"""Tests for newswatch.extract and newswatch.language on the committed seed pages and hostile input."""
+"""Tests for newswatch.ingest.extract and newswatch.ingest.language on the committed seed pages and hostile input."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from newswatch import language
-from newswatch.extract import MAX_HTML_BYTES, ExtractedArticle, decode_html, extract_article, html_to_text
-from newswatch.language import detect_language
+from newswatch.ingest import language
+from newswatch.ingest.extract import MAX_HTML_BYTES, ExtractedArticle, decode_html, extract_article, html_to_text
+from newswatch.ingest.language import detect_language
 from newswatch.urls import canonicalize_url
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -319,7 +319,7 @@ def test_parser_crash_gives_the_feed_fallback(
     def boom(*args, **kwargs):
         raise RuntimeError("parser exploded")
 
-    monkeypatch.setattr("newswatch.extract.trafilatura.bare_extraction", boom)
+    monkeypatch.setattr("newswatch.ingest.extract.trafilatura.bare_extraction", boom)
     url = "http://127.0.0.1/monde/contre-attaque?token=SECRET"
     article = extract_article(seed_page("seed_site_a.html"), url=url, feed_summary=SUMMARY_HTML)
     assert (article.body, article.method) == (SUMMARY_TEXT, "feed")
@@ -617,7 +617,7 @@ def test_cross_links_inside_the_body_are_dropped() -> None:
 def test_only_runs_of_link_lines_count_as_cross_links() -> None:
     from lxml import etree
 
-    from newswatch.extract import _assemble_body, _Marks
+    from newswatch.ingest.extract import _assemble_body, _Marks
 
     marks = _Marks("⟦", "⟧")
     body = etree.fromstring(
@@ -648,7 +648,7 @@ def test_body_is_nfc_normalised_and_matching_form_is_the_shared_normalize_text()
     article = extract_article(article_page(decomposed, title="Budget adopte\u0301").encode(), url="https://e.com/a")
     assert "e\u0301" not in article.body and "Le conseil municipal a adopté mardi soir" in article.body
     assert article.title == "Budget adopté"
-    from newswatch.extract import normalize_for_matching
+    from newswatch.ingest.extract import normalize_for_matching
     from newswatch.text import normalize_text
 
     assert normalize_for_matching("L’Été  « chaud »") == normalize_text("L’Été  « chaud »") == "l'ete \" chaud \""

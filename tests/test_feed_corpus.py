@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from newswatch.config import Settings
-from newswatch.feeds import FeedError, parse_feed
-from newswatch.poller import batched, poll_feeds, sync_feeds
+from newswatch.ingest.feeds import FeedError, parse_feed
+from newswatch.ingest.poller import batched, poll_feeds, sync_feeds
 from tests.servers import LoopbackServer, Route
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "feedparser-tests"

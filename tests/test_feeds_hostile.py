@@ -21,10 +21,10 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from newswatch import feeds
 from newswatch.config import Settings
-from newswatch.feeds import FeedError, ParsedFeed, parse_feed
-from newswatch.poller import poll_feeds, sync_feeds
+from newswatch.ingest import feeds
+from newswatch.ingest.feeds import FeedError, ParsedFeed, parse_feed
+from newswatch.ingest.poller import poll_feeds, sync_feeds
 from tests.servers import LoopbackServer, Route
 
 URL = "http://127.0.0.1/feed.xml"

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from newswatch.config import Network
-from newswatch.fetcher import AddressPolicy, Fetcher, FetchError
+from newswatch.ingest.fetcher import AddressPolicy, Fetcher, FetchError
 from newswatch.urls import redact
 from tests.servers import LoopbackServer, Route
 
@@ -322,7 +322,7 @@ def test_dns_rebinding_after_a_redirect_cannot_reach_a_refused_address_through_p
     address when checked and 127.0.0.1 (refused) afterwards. Not one request reaches the refused server and
     the feed is read from the address that was checked."""
     from newswatch.config import Settings
-    from newswatch.poller import poll_feeds, sync_feeds
+    from newswatch.ingest.poller import poll_feeds, sync_feeds
 
     public = LoopbackServer(host="127.0.0.2").start()
     try:

@@ -17,10 +17,10 @@ import pytest
 
 from newswatch import workers
 from newswatch.config import Settings
-from newswatch.fetcher import Fetcher
-from newswatch.hostslots import HostBusy, HostSlots, host_key
-from newswatch.ingest import fetch_articles, pending_entries
-from newswatch.poller import poll_feeds, sync_feeds
+from newswatch.ingest.articles import fetch_articles, pending_entries
+from newswatch.ingest.fetcher import Fetcher
+from newswatch.ingest.hostslots import HostBusy, HostSlots, host_key
+from newswatch.ingest.poller import poll_feeds, sync_feeds
 from tests.scenario import article_page, rss
 from tests.servers import LoopbackServer, Request, Route
 

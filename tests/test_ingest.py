@@ -13,7 +13,7 @@ import pytest
 
 from newswatch import metrics, workers
 from newswatch.config import Settings
-from newswatch.ingest import fetch_articles
+from newswatch.ingest.articles import fetch_articles
 from tests.scenario import article_page
 from tests.servers import Route
 
@@ -189,7 +189,7 @@ def test_control_characters_never_reach_storage_or_the_operators_terminal(site, 
     """ESC, BEL and C1 controls in a page and its feed entry are dropped at storage (tab and line breaks
     stay); a row stored before that, or by another writer, is printed with visible escapes."""
     from newswatch.cli import main
-    from newswatch.stories import assign_stories
+    from newswatch.stories.grouping import assign_stories
 
     title = "Velmora\x1b[2J council\x07 votes\x9b31m on the harbour budget"
     body = "\n\n".join(f"Paragraph {n}:\x1b]0;owned\x07 the council of Velmora met on Tuesday to discuss the harbour "

@@ -9,9 +9,10 @@ import numpy as np
 import psycopg2
 import pytest
 
-from newswatch import db, meaning
+from newswatch import db
 from newswatch.config import Settings
-from newswatch.stories import analyse_articles, assign_stories
+from newswatch.stories import meaning
+from newswatch.stories.grouping import analyse_articles, assign_stories
 from tests.conftest import _admin, _with_database
 
 STORIES = Path(__file__).parent / "fixtures" / "stories"

@@ -17,11 +17,11 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from newswatch import schedule
+from newswatch.alerts.operator_events import deliver_operator_events
 from newswatch.cli import main
 from newswatch.config import Settings
-from newswatch.operator_events import deliver_operator_events
-from newswatch.poller import poll_feeds, sync_feeds
+from newswatch.ingest import schedule
+from newswatch.ingest.poller import poll_feeds, sync_feeds
 from tests.servers import LoopbackServer, Route
 
 XML = {"Content-Type": "application/rss+xml"}

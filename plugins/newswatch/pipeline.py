@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def prepare(settings: Settings, force: bool = False, max_batches: int | None = None) -> list[list[int]]:
     """Apply migrations, sync feeds from the config; returns the due (or, forced, all enabled) feed ids in at
     most ``max_batches`` batches."""
-    from newswatch.poller import batched, sync_feeds
+    from newswatch.ingest.poller import batched, sync_feeds
 
     db.migrate()
     return batched(sync_feeds(settings, force=force), settings.polling.batch_size, max_batches)
@@ -32,8 +32,8 @@ def prepare(settings: Settings, force: bool = False, max_batches: int | None = N
 def article_batches(settings: Settings, max_batches: int | None = None) -> list[list[int]]:
     """Every queued entry that is due, in at most ``max_batches`` batches: no cap per cycle, the backlog
     drains as fast as the Airflow pool lets the mapped tasks run."""
-    from newswatch.ingest import pending_entries
-    from newswatch.poller import batched
+    from newswatch.ingest.articles import pending_entries
+    from newswatch.ingest.poller import batched
 
     return batched(pending_entries(), settings.polling.batch_size, max_batches)
 
@@ -53,11 +53,11 @@ def run_cycle(
 
     ``force`` polls every enabled feed instead of only those due (410-disabled feeds stay off).
     """
-    from newswatch.alerting import deliver_alerts, match_rules
-    from newswatch.ingest import fetch_articles, pending_entries
-    from newswatch.operator_events import deliver_operator_events
-    from newswatch.poller import poll_feeds
-    from newswatch.stories import assign_stories
+    from newswatch.alerts.alerting import deliver_alerts, match_rules
+    from newswatch.alerts.operator_events import deliver_operator_events
+    from newswatch.ingest.articles import fetch_articles, pending_entries
+    from newswatch.ingest.poller import poll_feeds
+    from newswatch.stories.grouping import assign_stories
 
     settings = settings or load_settings(ui=True)
     totals: dict[str, int] = {}

@@ -18,7 +18,7 @@ process, one item at a time per worker:
 reused; what a task loads (the embedding model) is loaded once per worker. They are forked from a
 fork server that has imported the task modules, so starting one costs milliseconds, not an import.
 
-Use: ``with WorkerPool(time_limit=60, memory_limit_mb=1024, warm=("newswatch.extract",)) as pool:``
+Use: ``with WorkerPool(time_limit=60, memory_limit_mb=1024, warm=("newswatch.ingest.extract",)) as pool:``
 then ``pool.submit(function, argument)`` from any thread returns a ``concurrent.futures.Future``; its
 exception is a :class:`WorkerFailure` when the item was lost. ``function`` must be a module-level
 function (it is sent to the worker by name) and its argument and result picklable. ``shared_pool``
@@ -463,11 +463,11 @@ def document_pool(settings: Settings) -> WorkerPool:
     polling = settings.polling
     return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
                        memory_limit_mb=polling.item_memory_mb,
-                       warm=("newswatch.extract", "newswatch.feeds", "newswatch.ingest"))
+                       warm=("newswatch.ingest.extract", "newswatch.ingest.feeds", "newswatch.ingest.articles"))
 
 
 def meaning_pool(settings: Settings) -> WorkerPool:
     """The process's workers for the meaning model (loaded once in each, before its memory is capped)."""
     polling = settings.polling
     return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
-                       memory_limit_mb=polling.item_memory_mb, warm=("newswatch.meaning",))
+                       memory_limit_mb=polling.item_memory_mb, warm=("newswatch.stories.meaning",))

@@ -21,7 +21,7 @@ import json
 import re
 from datetime import UTC, datetime
 
-from newswatch.entries import (
+from newswatch.ingest.entries import (
     SKEW,
     SURROGATES,
     FeedEntry,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from newswatch import db, delivery, outbox
+from newswatch import db
+from newswatch.alerts import delivery, outbox
 from newswatch.config import Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class OperatorMessage:
 def deliver_operator_events(settings: Settings) -> dict[str, int]:
     """Send undelivered operator events to ``polling.operator_channels``; returns counts.
 
-    Each event is leased (``newswatch.outbox``), sent outside any transaction to the channels that have
+    Each event is leased (``newswatch.alerts.outbox``), sent outside any transaction to the channels that have
     not accepted it yet, and the outcome recorded, so a retry after a partial failure sends no
     duplicates. Without operator channels an event is logged (at WARNING) and marked delivered. A target
     that timed out is not asked again in this run (it would cost every later event its deadline): events

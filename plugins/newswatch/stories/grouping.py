@@ -9,11 +9,11 @@ article per canonical URL):
    items drowned in the same cookie banner or paywall teaser).
 3. ``same_title``: the same normalised headline (of at least five words) within the window, unless both
    bodies name things and have nothing in common (a recurring column).
-4. ``meaning``: the article's embedding (``newswatch.meaning``, title and lead, any of 16 languages) is
+4. ``meaning``: the article's embedding (``newswatch.stories.meaning``, title and lead, any of 16 languages) is
    close to the story as a whole: the mean cosine similarity to the story's members, plus a small
    allowance for members in another language, reaches ``dedup.meaning_threshold``. ``meaning_entities``:
    it reaches the lower ``dedup.corroborated_threshold`` and the article's names, places, numbers and
-   dates (``newswatch.entities``) agree with most of the story's recent members.
+   dates (``newswatch.stories.entities``) agree with most of the story's recent members.
    ``follow_up`` (off unless ``dedup.follow_up_days`` is set): the story's members are all more than the
    window away (a deadline, a trial, a verdict weeks later), within ``dedup.follow_up_days`` of its last
    one; meaning alone at the stricter ``dedup.follow_up_threshold``.
@@ -49,9 +49,10 @@ from datetime import timedelta
 import numpy as np
 import psycopg2.extras
 
-from newswatch import db, entities, meaning
+from newswatch import db
 from newswatch.config import Settings
-from newswatch.dedup import signature_from_bytes, similarity, title_key
+from newswatch.ingest.dedup import signature_from_bytes, similarity, title_key
+from newswatch.stories import entities, meaning
 from newswatch.workers import WorkerFailure, meaning_pool
 
 log = logging.getLogger(__name__)
@@ -695,7 +696,7 @@ def _merge(cur, *, into: int, merged: int, article_id: int, reason: str, score: 
     story's) and the other deleted, so a merge never makes a rule fire twice for one story; the other
     alerts of the merged story are re-pointed. Articles are moved first: that waits for any
     ``match_rules`` transaction holding them, after which no new alert can name the merged story. A send
-    in flight holds a lease, not a lock (``newswatch.outbox``): if its alert is the one deleted, the
+    in flight holds a lease, not a lock (``newswatch.alerts.outbox``): if its alert is the one deleted, the
     sender finds it gone when it records the outcome.
     """
     cur.execute("UPDATE articles SET story_id = %s WHERE story_id = %s", (into, merged))

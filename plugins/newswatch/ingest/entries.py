@@ -1,5 +1,5 @@
 """What a feed yields, whatever its format: entries, the parse result and its error, and the field helpers
-(text, links, GUIDs) that RSS/Atom (``newswatch.feeds``) and JSON Feed (``newswatch.jsonfeed``) share."""
+(text, links, GUIDs) that RSS/Atom (``newswatch.ingest.feeds``) and JSON Feed (``newswatch.ingest.jsonfeed``) share."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def feed_text(value: str) -> str:
     whatever still looks like a tag after a few rounds is removed."""
     # Imported here: only parsing (in worker processes, which have it loaded) needs the extraction stack
     # (trafilatura, lxml, numpy), not the task processes that import this module for its types.
-    from newswatch.extract import html_to_text
+    from newswatch.ingest.extract import html_to_text
 
     text = html_to_text(value or "")
     for _ in range(_MAX_TEXT_PASSES):

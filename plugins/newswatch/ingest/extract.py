@@ -28,7 +28,7 @@ from lxml.html import HtmlElement
 from trafilatura import metadata as trafilatura_metadata
 from trafilatura import utils as trafilatura_utils
 
-from newswatch.language import detect_language
+from newswatch.ingest.language import detect_language
 from newswatch.text import normalize_text
 from newswatch.urls import canonicalize_url, is_same_site, redact
 

@@ -8,7 +8,7 @@ finding candidates costs an index probe whatever the archive size.
 
 The title key is the normalised headline, for copies whose bodies cannot be compared (feed summaries,
 paywalls). Headlines of a few words ("Live updates", "Weather") are too common to mean anything and get
-no key. Cross-language evidence (names, places, numbers, dates) lives in ``newswatch.entities``.
+no key. Cross-language evidence (names, places, numbers, dates) lives in ``newswatch.stories.entities``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Each entry goes through three steps, and no transaction is open across network o
    as a fetch and an extraction may take. Another worker, or a retried task beside a slow one, skips it;
    a lease that ran out (its worker was killed) makes the entry claimable again.
 2. **fetch** (``polling.article_workers`` threads: they wait on the network; each request holds one of its
-   host's ``polling.per_host_concurrency`` slots, shared by every process, ``newswatch.hostslots``) and
+   host's ``polling.per_host_concurrency`` slots, shared by every process, ``newswatch.ingest.hostslots``) and
    **extract** (a worker process, ``newswatch.workers``: a page that crashes, hangs or blows up the extractor
    costs that entry only), outside any transaction.
 3. **store** (one short transaction): the article once per canonical URL (a second feed carrying the same
@@ -32,12 +32,13 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg2.extras import execute_values
 
-from newswatch import boilerplate, db
+from newswatch import db
 from newswatch.config import Settings
-from newswatch.dedup import Fingerprint, fingerprint
-from newswatch.extract import ExtractedArticle, extract_job
-from newswatch.fetcher import Fetcher, FetchError
-from newswatch.hostslots import HostBusy, HostSlots, host_slots
+from newswatch.ingest import boilerplate
+from newswatch.ingest.dedup import Fingerprint, fingerprint
+from newswatch.ingest.extract import ExtractedArticle, extract_job
+from newswatch.ingest.fetcher import Fetcher, FetchError
+from newswatch.ingest.hostslots import HostBusy, HostSlots, host_slots
 from newswatch.urls import canonicalize_url, site_of
 from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 

@@ -1,7 +1,7 @@
 """Find a feed from a site's address and check it on the spot, before it is saved.
 
 Adding a feed by hand goes wrong in dull ways: the home page instead of its feed, a typo, a feed that moved.
-So a URL is fetched once, through the poller's :class:`newswatch.fetcher.Fetcher` (the same address policy,
+So a URL is fetched once, through the poller's :class:`newswatch.ingest.fetcher.Fetcher` (the same address policy,
 timeouts, redirect limit and size cap: the person typing the URL is no more trusted than a feed), and:
 
 * if it is a feed, it is parsed with the poller's parser (``feeds.parse_feed``) and its title and first
@@ -23,9 +23,9 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 from newswatch.config import Network
-from newswatch.entries import FeedError
-from newswatch.feeds import parse_feed
-from newswatch.fetcher import Fetcher, FetchError
+from newswatch.ingest.entries import FeedError
+from newswatch.ingest.feeds import parse_feed
+from newswatch.ingest.fetcher import Fetcher, FetchError
 from newswatch.urls import redact
 
 # What a page may advertise as its feed, and the short name shown for each type.

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from newswatch import entities
+from newswatch.stories import entities
 
 __all__ = ["DIMENSIONS", "LANGUAGES", "MODEL", "analyse_job", "covers", "embed", "meaning_text", "parse_vector",
            "to_vector"]
@@ -114,7 +114,7 @@ def warm_up() -> None:
 
 def analyse_job(articles: list[tuple[str | None, str | None, str | None]]) -> list[tuple[list[str], np.ndarray | None]]:
     """Runs in a worker process: for each (title, body, language), what story grouping needs from the text
-    alone: its entity fingerprint (``newswatch.entities``) and its meaning (None: a language the model
+    alone: its entity fingerprint (``newswatch.stories.entities``) and its meaning (None: a language the model
     does not read, or too little text), the meanings computed in one batch."""
     texts = [meaning_text(title, body) if covers(language) else None for title, body, language in articles]
     readable = [index for index, text in enumerate(texts) if text]

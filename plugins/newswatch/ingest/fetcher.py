@@ -113,7 +113,7 @@ class AddressPolicy:
 
 class HostLimiter(Protocol):
     """Caps concurrent requests per host: ``slot(url)`` holds one of the URL's host slots for a block
-    (``newswatch.hostslots``: shared by every process through PostgreSQL)."""
+    (``newswatch.ingest.hostslots``: shared by every process through PostgreSQL)."""
 
     def slot(self, url: str) -> AbstractContextManager[None]: ...
 

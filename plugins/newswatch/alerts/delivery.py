@@ -337,7 +337,7 @@ def _post_webhook(url: str, message: Message, secret: str | None, timeout: float
     """POST the JSON payload; the fetcher's watchdog shuts the socket down when ``timeout`` has passed."""
     import requests
 
-    from newswatch.fetcher import deadline, watched_session
+    from newswatch.ingest.fetcher import deadline, watched_session
 
     body = json.dumps(_payload(message), ensure_ascii=False, default=str).encode("utf-8")
     timestamp = str(int(time.time()))

@@ -1,4 +1,4 @@
-"""Parse RSS/Atom bytes into entries with feedparser, defensively (JSON Feed: ``newswatch.jsonfeed``).
+"""Parse RSS/Atom bytes into entries with feedparser, defensively (JSON Feed: ``newswatch.ingest.jsonfeed``).
 
 feedparser is only ever given bytes we fetched ourselves (it must never fetch: no timeouts, follows
 redirects to loopback, reads local paths). Documents that declare entities are refused before parsing,
@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 import feedparser
 from feedparser.mixin import _FeedParserMixin
 
-from newswatch import jsonfeed
-from newswatch.entries import (
+from newswatch.ingest import jsonfeed
+from newswatch.ingest.entries import (
     SKEW,
     SURROGATES,
     FeedEntry,

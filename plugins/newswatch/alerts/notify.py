@@ -51,7 +51,7 @@ class OperatorNotifier(BaseNotifier):
     template_fields = ()
 
     def notify(self, context: dict[str, Any]) -> None:
-        from newswatch import delivery
+        from newswatch.alerts import delivery
         from newswatch.config import ConfigError, load_settings
 
         ti = context["ti"]

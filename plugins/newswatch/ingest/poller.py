@@ -12,7 +12,7 @@ publishing rate and the server's hints on success, from Retry-After or exponenti
 jitter on failure. ``sync_feeds`` returns only the feeds that are due. Politeness and robustness:
 
 * at most ``polling.per_host_concurrency`` requests in flight per (host, port), across every process and
-  worker (``newswatch.hostslots``); a feed whose host stays busy for ``polling.host_wait_seconds`` is left
+  worker (``newswatch.ingest.hostslots``); a feed whose host stays busy for ``polling.host_wait_seconds`` is left
   due, unrecorded, for the next cycle (``busy`` in the counts);
 * HTTP 410 disables the feed (``disabled_reason``) until its URL or ``enabled`` changes in the config;
 * a permanent redirect (301/308) replaces the polled URL only once it has been seen on two
@@ -22,7 +22,7 @@ jitter on failure. ``sync_feeds`` returns only the feeds that are due. Politenes
 * after ``polling.notify_after_failures`` consecutive failures the operator gets one "failing"
   event, and one "recovered" event when the feed works again. Events are written to the
   ``operator_events`` outbox in the transaction that changes the feed, and sent by
-  :func:`newswatch.operator_events.deliver_operator_events`.
+  :func:`newswatch.alerts.operator_events.deliver_operator_events`.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg2.extras import execute_values
 
-from newswatch import db, schedule
+from newswatch import db
 from newswatch.config import Settings
-from newswatch.entries import FeedEntry, FeedError, ParsedFeed
-from newswatch.feeds import parse_job
-from newswatch.fetcher import Fetcher, FetchError, FetchResult, HostLimiter
-from newswatch.hostslots import HostBusy, host_key, host_slots
+from newswatch.ingest import schedule
+from newswatch.ingest.entries import FeedEntry, FeedError, ParsedFeed
+from newswatch.ingest.feeds import parse_job
+from newswatch.ingest.fetcher import Fetcher, FetchError, FetchResult, HostLimiter
+from newswatch.ingest.hostslots import HostBusy, host_key, host_slots
 from newswatch.urls import redact
 from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import psycopg2
 import psycopg2.extensions
 
-from newswatch.fetcher import FetchError
+from newswatch.ingest.fetcher import FetchError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ DAG or a later copy of the same story therefore finds the row already there and 
 one exception is by design: when a story that already alerted gains a language or several sources,
 a single ``update`` alert is recorded (the unique key stops any second one).
 
-Delivery leases due rows one at a time (``newswatch.outbox``), sends outside any transaction, and
+Delivery leases due rows one at a time (``newswatch.alerts.outbox``), sends outside any transaction, and
 records the outcome and the attempt in another short one; a failed send is retried on later cycles
 with exponential backoff. Channels are sent side by side, one lane each, and a lane stops at its first
 timeout: a hung channel costs one deadline per run and delays no other. Digest rules park their alerts
@@ -29,10 +29,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from newswatch import db, outbox
+from newswatch import db
+from newswatch.alerts import outbox
+from newswatch.alerts.delivery import AlertMessage, DeliveryError, DigestMessage, Message, send_to_channel
 from newswatch.config import Rule as RuleConfig
 from newswatch.config import Settings
-from newswatch.delivery import AlertMessage, DeliveryError, DigestMessage, Message, send_to_channel
 from newswatch.rules import Document, Rule, RuleSet, compile_rule
 
 log = logging.getLogger(__name__)
