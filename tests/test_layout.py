@@ -3,6 +3,8 @@ and the module map in docs/architecture.md naming exactly the modules there are.
 
 Every import counts, also those inside functions (a lazy import is still a dependency). A new module must be
 given its stage here, which is the point: the place of each piece of code is a decision, not an accident.
+A module of a sub-package is named by its path in the package without ``.py`` (``web/app``); its
+``__init__`` is a module too (``web/__init__``), the one ``from newswatch import web`` imports.
 """
 
 from __future__ import annotations
@@ -24,25 +26,48 @@ STAGES: dict[str, tuple[str, ...]] = {
     "stories": ("entities", "meaning", "stories"),
     "alerts": ("outbox", "delivery", "alerting", "operator_events", "notify"),
     # what people and Airflow touch: one cycle, pages, search, metrics, commands, upkeep, the Airflow pool
-    "surface": ("pipeline", "search", "metrics", "web", "cli", "maintenance", "airflow_pool"),
+    "surface": ("pipeline", "search", "metrics", "web/__init__", "web/queries", "web/security", "web/render",
+                "web/app", "cli", "maintenance", "airflow_pool"),
 }
 
 
 def _modules() -> set[str]:
-    return {path.stem for path in PACKAGE.glob("*.py")}
+    """Every module of the package, sub-packages included: ``text``, ``web/__init__``, ``web/app``."""
+    return {path.relative_to(PACKAGE).with_suffix("").as_posix() for path in PACKAGE.rglob("*.py")
+            if "migrations" not in path.parts}
+
+
+def _module_of(dotted: str) -> str | None:
+    """The module a dotted name below ``newswatch`` is: ``web.app`` is ``web/app``, ``web`` is ``web/__init__``."""
+    path = dotted.replace(".", "/")
+    modules = _modules()
+    for name in (path, f"{path}/__init__"):
+        if name in modules:
+            return name
+    return None
 
 
 def _imports(module: str) -> set[str]:
-    """The newswatch modules ``module`` imports, at the top or inside a function."""
+    """The newswatch modules ``module`` imports, at the top or inside a function.
+
+    ``from newswatch.web import app`` imports the module ``web/app`` (and, as Python does, ``web/__init__``);
+    ``from newswatch.web.app import app`` imports ``web/app``.
+    """
     tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "newswatch":
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("newswatch."):
-            found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{module}.py: use absolute imports (from newswatch... import ...)")
+        if isinstance(node, ast.ImportFrom) and node.module and (
+                node.module == "newswatch" or node.module.startswith("newswatch.")):
+            parent = node.module.removeprefix("newswatch").lstrip(".")
+            for alias in node.names:  # a submodule when it is one, otherwise a name of the module itself
+                found.add(_module_of(f"{parent}.{alias.name}".lstrip(".")) or _module_of(parent) or "")
+            if parent:
+                found.add(_module_of(parent) or "")
         elif isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("newswatch."))
+            found.update(_module_of(alias.name.removeprefix("newswatch.")) or ""
+                         for alias in node.names if alias.name.startswith("newswatch."))
     return found & _modules() - {module}
 
 
@@ -99,7 +124,8 @@ def test_the_module_map_names_exactly_the_modules() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     table = text[text.index("## Module map"):]
     table = table[:table.index("\n## ", 1)]
-    named = set(re.findall(r"`(?:\.\./)?([a-z_]+)\.py`", table)) - {"newswatch_plugin"}
-    modules = _modules() - {"__init__"}
+    named = {name for name in re.findall(r"`(?:\.\./)?([a-z_/]+)\.py`", table)
+             if name != "newswatch_plugin" and not name.startswith("tests/")}
+    modules = {module for module in _modules() if module.rsplit("/", 1)[-1] != "__init__"}
     assert named == modules, (f"docs/architecture.md, Module map: missing {sorted(modules - named)}, "
                               f"naming modules that do not exist {sorted(named - modules)}")

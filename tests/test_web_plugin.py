@@ -144,7 +144,7 @@ def seed_newsroom(query) -> dict[str, int]:
 def client(database_url):
     from fastapi.testclient import TestClient
 
-    from newswatch import web
+    from newswatch.web import app as web
 
     web.app.dependency_overrides[web._AUTH[0].dependency] = lambda: None
     try:
@@ -298,15 +298,15 @@ def test_feed_urls_are_shown_without_credentials_or_query(client, query):
 
 
 def test_sparkline_and_highlight_helpers():
-    from newswatch import web
+    from newswatch.web import render as web
 
     svg = web.sparkline([0, 1, 5, 2], "rule <x>")
     assert svg.startswith("<svg") and "rule &lt;x&gt;: 0, 1, 5, 2" in svg and "polyline" in svg
-    assert web._highlight("a \x02<b>\x03 c \x02open") == "a <mark>&lt;b&gt;</mark> c <mark>open</mark>"
-    assert web._highlight("\x03stray\x02") == "stray<mark></mark>"
+    assert web.highlight("a \x02<b>\x03 c \x02open") == "a <mark>&lt;b&gt;</mark> c <mark>open</mark>"
+    assert web.highlight("\x03stray\x02") == "stray<mark></mark>"
     for url, ok in (("https://a.example/x", True), ("HTTP://a.example", True), ("javascript:alert(1)", False),
                     (" https://a.example", False), ("https:///nohost", False), ("data:text/html,x", False)):
-        assert web._is_web_url(url) is ok, url
+        assert web.is_web_url(url) is ok, url
 
 
 def test_metrics_are_prometheus_counts(client, query):
