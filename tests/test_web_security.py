@@ -142,6 +142,41 @@ def test_editors_change_with_the_page_token_only(login, auth_manager, database_u
     assert TestClient(probe).post("/note", data={"note": "api"}, headers=viewer_bearer).status_code == 403
 
 
+FEEDS_YAML = """
+feeds:
+  - {name: jdm, url: "https://reader:pw-SECRET@jdm.example/rss?token=TOKEN-SECRET", language: fr, interval: 900}
+  - {name: paused, url: "https://paused.example/feed", enabled: false}
+  - {name: "broken", url: "http://127.0.0.1:9/feed"}
+"""
+
+
+def test_settings_feeds_page_shows_sources_and_edit_controls_to_editors_only(login, database_url, query,
+                                                                             tmp_path, monkeypatch):
+    from newswatch.web.app import app
+
+    config = tmp_path / "newswatch.yaml"
+    config.write_text(FEEDS_YAML)
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(config))
+    query("INSERT INTO feeds (name, url, consecutive_failures, last_error_kind) VALUES ('broken', 'x', 2, 'timeout')")
+
+    viewer = login(app, "viewer").get("/settings/feeds")
+    assert viewer.status_code == 200
+    html = viewer.text
+    assert "SECRET" not in html and "reader" not in html and "https://jdm.example/rss?…" in html
+    assert html.count("file · read-only") == 3 and f"declared in {config}: change it there" in html
+    assert '<span class="failing">failing</span>' in html and '<span class="disabled">disabled</span>' in html
+    assert "900 s" in html and "adaptive" in html
+    assert "Read-only: your Airflow role" in html and "<th>Actions</th>" not in html
+    assert '<a href="../settings/feeds" class=on>Settings</a>' in html  # relative links, the nav item on
+
+    admin = login(app, "admin").get("/settings/feeds").text
+    assert "Read-only" not in admin and "<th>Actions</th>" in admin and admin.count("edit in the file") == 3
+
+    config.write_text("feeds:\n  - {name: x, url: 'ftp://nope'}\n")
+    broken = login(app, "viewer").get("/settings/feeds").text
+    assert "cannot be used" in broken and "feeds[0].url: must be an http:// or https:// URL" in broken
+
+
 @pytest.mark.slow  # a real `airflow api-server` with the probe plugin next to newswatch's
 def test_permissions_and_tokens_behind_a_real_api_server(airflow_db, tmp_path, database_url):
     from tests.test_web_plugin import running_api_server
@@ -159,8 +194,11 @@ def test_permissions_and_tokens_behind_a_real_api_server(airflow_db, tmp_path, d
         admin, viewer = session_of("admin"), session_of("viewer")
         assert requests.post(base + PREFIX + "/note", data={"note": "x"}, timeout=10).status_code == 401
 
-        viewer_page = viewer.get(base + PREFIX + "/note", timeout=10).text
-        assert "Read-only: your Airflow role" in viewer_page and "csrf_token" not in viewer_page
+        settings = viewer.get(base + "/newswatch/settings/feeds", timeout=10)
+        assert settings.status_code == 200 and "Read-only: your Airflow role" in settings.text
+        assert "Read-only" not in admin.get(base + "/newswatch/settings/feeds", timeout=10).text
+
+        assert "csrf_token" not in viewer.get(base + PREFIX + "/note", timeout=10).text
         assert viewer.post(base + PREFIX + "/note", data={"note": "x"}, timeout=10).status_code == 403
         form = admin.get(base + PREFIX + "/note", timeout=10)
         token = _token(form.text)

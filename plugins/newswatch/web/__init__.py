@@ -1,4 +1,4 @@
-"""The newswatch pages inside the Airflow UI: stories, alerts, feed health, search, metrics.
+"""The newswatch pages inside the Airflow UI: stories, alerts, feed health, search, settings, metrics.
 
 A FastAPI app (``newswatch.web.app``) mounted by the Airflow plugin under ``/newswatch`` and shown in the
 Airflow UI through an external view (Browse → newswatch, an iframe on the same origin). Airflow does not
@@ -14,16 +14,17 @@ Pages (server-rendered HTML from Jinja2 templates, no JavaScript, nothing fetche
   and score), its alerts with every delivery attempt, the stories merged into it;
 - ``/alerts?status=…&before=…``: the alert outbox with delivery attempts;
 - ``/feeds?page=…``: feed health, failing feeds first, with daily article and error sparklines;
-- ``/search?q=…&language=…&since=…&page=…``: full-text search in each article's language (newswatch.search).
+- ``/search?q=…&language=…&since=…&page=…``: full-text search in each article's language (newswatch.search);
+- ``/settings/feeds``: the configured feeds and where each is declared (the file's are read-only here).
 
 JSON twins live under ``/api/``. The package:
 
 - ``app``: the FastAPI app, its routes and error answers;
-- ``queries``: what the pages read (SQL, one read-only transaction per request);
+- ``queries``: what the pages read (SQL, one read-only transaction per request, the configured feeds);
 - ``render``: the Jinja2 environment (autoescaping), template helpers, the page answer and its CSP;
 - ``security``: the login dependency, who may edit configuration (Airflow's auth manager), CSRF tokens;
 - ``templates/``: ``base.html`` (layout), ``macros.html`` (links, tables, sparklines, highlights),
-  ``forms.html`` (CSRF field, POST forms), one template per page;
+  ``forms.html`` (CSRF field, POST forms, source badges), ``settings.html`` (configuration pages), one per page;
 - ``static/newswatch.css``: the one stylesheet, inlined and allowed by its hash.
 
 Nothing here is imported by a task process: the plugin imports ``newswatch.web.app`` only when the API server

@@ -178,6 +178,15 @@ def search_html(request: Request, q: str = "", language: str = "", since: str = 
     return render.page(request, "search.html", **{**context, "result": result})
 
 
+@app.get("/settings/feeds", response_class=HTMLResponse, dependencies=_AUTH)
+def settings_feeds(request: Request) -> HTMLResponse:
+    """The configured feeds and where each is declared; YAML-declared ones are read-only here."""
+    with reading() as cur:
+        configuration = queries.configured_feeds(cur)
+    return render.page(request, "settings_feeds.html", title="Feeds", active="settings/feeds",
+                       configuration=configuration)
+
+
 # --- routes: JSON -------------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -252,3 +253,62 @@ def merges_into(cur, story_id: int) -> list[dict]:
                 "ORDER BY merged_at", (story_id,))
     return cur.fetchall()
 
+
+# --- configuration ------------------------------------------------------------------------------------
+
+SOURCE_FILE = "file"  # declared in the YAML file: managed there, shown read-only by the pages
+SOURCE_UI = "ui"  # added from the pages (the configuration store, issue 14): editable there
+
+
+@dataclass(frozen=True)
+class ConfiguredFeed:
+    """One configured feed as the configuration pages show it: its settings, where it is declared, its state."""
+
+    name: str
+    url: str  # redacted like every feed URL shown by the pages
+    enabled: bool
+    language: str | None
+    interval: int | None
+    source: str  # SOURCE_FILE or SOURCE_UI
+    origin: str  # the file that declares it (or, for SOURCE_UI, who added it)
+    state: str  # ok, failing, new or disabled (newswatch.metrics.feed_state)
+
+    @property
+    def editable(self) -> bool:
+        """Only what the pages added may be changed there: the file stays in charge of what it declares."""
+        return self.source == SOURCE_UI
+
+
+@dataclass(frozen=True)
+class FeedConfiguration:
+    feeds: list[ConfiguredFeed]
+    path: str  # the config file read
+    problems: list[str]  # why that file cannot be used, one line each (``feeds`` is then empty)
+
+
+def configured_feeds(cur, path: str | None = None) -> FeedConfiguration:
+    """The feeds of the configuration with their source, joined to their polling state in the feeds table.
+
+    Today every feed comes from the YAML file; the configuration store adds the feeds people add from the
+    pages (source ``ui``) to the same list. A file that cannot be used is reported, not raised: the page
+    that shows the configuration is where one looks when it is wrong.
+    """
+    from newswatch import config
+    from newswatch.urls import redact
+
+    try:
+        settings = config.load_settings(path)
+    except config.ConfigError as exc:
+        return FeedConfiguration([], exc.path, exc.problems)
+    origin = str(config.config_path() if path is None else path)
+    cur.execute("SELECT * FROM feeds WHERE name = ANY(%s)", ([feed.name for feed in settings.feeds],))
+    stored = {row["name"]: row for row in cur.fetchall()}
+    feeds = [
+        ConfiguredFeed(
+            name=feed.name, url=redact(feed.url), enabled=feed.enabled, language=feed.language,
+            interval=feed.interval, source=SOURCE_FILE, origin=origin,
+            state=metrics.feed_state({**stored.get(feed.name, {}), "enabled": feed.enabled}),
+        )
+        for feed in settings.feeds
+    ]
+    return FeedConfiguration(feeds, origin, [])

@@ -43,7 +43,8 @@ HTML_HEADERS = {
     "Cache-Control": "no-store",
 }
 # (path relative to the app root, label): the top navigation, in this order
-NAV = [("", "Overview"), ("stories", "Stories"), ("alerts", "Alerts"), ("feeds", "Feeds"), ("search", "Search")]
+NAV = [("", "Overview"), ("stories", "Stories"), ("alerts", "Alerts"), ("feeds", "Feeds"), ("search", "Search"),
+       ("settings/feeds", "Settings")]
 PERIODS = [("", "any time"), ("1d", "last day"), ("7d", "last week"), ("30d", "last 30 days"), ("365d", "last year")]
 
 
