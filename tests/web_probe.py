@@ -41,11 +41,11 @@ def make_app() -> FastAPI:
 
     @probe.get("/note", response_class=HTMLResponse, dependencies=web_app._AUTH)
     def show(request: Request) -> HTMLResponse:
-        return render.page(request, template, title="Probe", active="settings/feeds", saved=None)
+        return render.page(request, template, title="Probe", active="settings", settings_page="", saved=None)
 
     @probe.post("/note", response_class=HTMLResponse, dependencies=security.EDITOR)
     def save(request: Request, note: str = Form()) -> HTMLResponse:
-        return render.page(request, template, title="Probe", active="settings/feeds", saved=note)
+        return render.page(request, template, title="Probe", active="settings", settings_page="", saved=note)
 
     probe.add_exception_handler(security.Refused, web_app._refused)  # type: ignore[arg-type]
     return probe

@@ -183,7 +183,8 @@ def settings_feeds(request: Request) -> HTMLResponse:
     """The configured feeds and where each is declared; YAML-declared ones are read-only here."""
     with reading() as cur:
         configuration = queries.configured_feeds(cur)
-    return render.page(request, "settings_feeds.html", title="Feeds", active="settings/feeds",
+    return render.page(request, "settings_feeds.html", title="Feed settings", active="settings",
+                       settings_page="settings/feeds",
                        configuration=configuration)
 
 

@@ -169,8 +169,9 @@ def page(request: Request, template: str | Template, *, title: str, active: str 
     """Render ``template`` (which extends ``base.html``) as a page answer with the strict headers.
 
     Every page gets ``base`` and ``href`` (links relative to the app root), its ``title`` and nav ``active``
-    item, ``can_edit`` (whether the user may change configuration: show edit controls only then) and
-    ``csrf_token()`` for the forms (``forms.html``'s ``csrf_field()`` puts it in a form).
+    section (the first segment of its path in the nav), ``can_edit`` (whether the user may change
+    configuration: show edit controls only then) and ``csrf_token()`` for the forms (``forms.html``'s
+    ``csrf_field()`` puts it in a form).
     """
     base = base_for(request)
     user = security.current_user(request)
