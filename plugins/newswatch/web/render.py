@@ -84,13 +84,14 @@ def href(base: str, path: str, **params: Any) -> str:
     return target + ("?" + query if query else "")
 
 
-def spark_points(values: list[int], width: int, height: int) -> dict[str, Any]:
-    """The geometry of a sparkline of daily counts (oldest left): its polyline and its last point."""
+def spark_points(values: list[int], label: str, width: int, height: int) -> dict[str, Any]:
+    """What a sparkline of daily counts (oldest left) draws: its polyline, last point and title (plain text)."""
     peak = max(values) or 1
     step = (width - 4) / max(len(values) - 1, 1)
     points = [(2 + i * step, height - 2 - (value / peak) * (height - 4)) for i, value in enumerate(values)]
     return {"line": " ".join(f"{x:.1f},{y:.1f}" for x, y in points),
-            "last_x": f"{points[-1][0]:.1f}", "last_y": f"{points[-1][1]:.1f}"}
+            "last_x": f"{points[-1][0]:.1f}", "last_y": f"{points[-1][1]:.1f}",
+            "title": f"{label}: {', '.join(str(v) for v in values)} (per day, oldest first)"}
 
 
 def highlight_segments(snippet: str | None) -> list[tuple[str, bool]]:
