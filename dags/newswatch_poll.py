@@ -6,7 +6,7 @@ alert rules and delivers alerts: one cycle per run.
 
 | task | what it does |
 |---|---|
-| `load_config` | validates `config/newswatch.yaml` (or `$NEWSWATCH_CONFIG`), applies schema migrations, syncs the feeds table, splits the feeds that are due into batches |
+| `load_config` | validates `config/newswatch.yaml` (or `$NEWSWATCH_CONFIG`) and the feeds, rules and channels added from the UI, applies schema migrations, syncs the feeds table, splits the feeds that are due into batches |
 | `poll_feeds` | one mapped instance per batch of feeds: conditional GET, parse, queue new entries |
 | `plan_articles` | lists queued entries due for fetching, in batches |
 | `fetch_articles` | one mapped instance per batch: fetch the page, extract text, store the article |
@@ -56,17 +56,19 @@ def _max_map_length() -> int:
 
 
 def _settings(*, skip_when_invalid: bool = False):
-    """The validated config; a broken one fails the task at once (retrying will not heal it).
+    """The validated config: the file and what was added from the UI (read from the database when the task runs,
+    never when the file is parsed); a broken file fails the task at once (retrying will not heal it).
 
     Tasks that run whatever happened upstream skip instead, so one broken file gives one failure
-    (in ``load_config``) and one operator notification, not one per task.
+    (in ``load_config``) and one operator notification, not one per task. A UI-managed item that no longer
+    fits is left out and logged (``newswatch check-config`` lists them), never a failure.
     """
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from newswatch.config import ConfigError, load_settings
 
     try:
-        return load_settings()
+        return load_settings(ui=True)
     except ConfigError as exc:
         if skip_when_invalid:
             raise AirflowSkipException("invalid configuration: see load_config") from None

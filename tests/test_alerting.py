@@ -65,7 +65,8 @@ def test_retried_stages_add_nothing(tmp_path, site, webhook, smtp, query):
 
     query("UPDATE articles SET matched_at = NULL")  # as if match_rules crashed before its commit
     assert match_rules(settings)["new_alerts"] == 0
-    assert deliver_alerts(settings) == {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0, "gone": 0}
+    nothing = dict.fromkeys(("sent", "failed", "gave_up", "digests_sent", "gone", "deferred"), 0)
+    assert deliver_alerts(settings) == nothing
     assert len(query("SELECT id FROM alerts")) == 2
     assert len(webhook.received) == 1 and len(smtp.wait_for(1)) == 1
 
@@ -311,6 +312,47 @@ def test_a_trickling_channel_is_cut_at_its_deadline_and_blocks_no_other(tmp_path
     assert rows["email"]["status"] == "sent"
 
 
+@pytest.mark.slow  # a fault drill that waits out a real deadline
+def test_a_hung_channel_with_a_queue_delays_no_other_channel_and_is_asked_once_per_run(tmp_path, site, webhook,
+                                                                                       smtp, query):
+    """Three alerts for a channel that never answers in time and three for a healthy one: the healthy
+    channel has all of its alerts while the first send to the hung one is still waiting for its answer
+    (the channels are sent side by side), and the hung channel is asked once in the run: its other alerts
+    wait for the next run with no attempt counted, instead of costing one deadline each."""
+    import time
+
+    from newswatch.alerting import deliver_alerts
+
+    send_timeout = 5.0
+    fast_count_while_hung: list[int] = []
+
+    def watch_the_healthy_channel(request) -> None:
+        deadline = time.monotonic() + send_timeout  # the sender gives up on this request then
+        while len(webhook.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fast_count_while_hung.append(len(webhook.received))
+
+    hung = TricklingReceiver(on_request=watch_the_healthy_channel).start()
+    try:
+        serve_seed_sites(site)
+        rules = [{"name": name, "query": query_text, "channels": ["hung", "webhook"]}
+                 for name, query_text in (("syria-fr", "syrie"), ("strikes-fr", "frappe*"), ("us-fr", "américain*"))]
+        settings = _settings(tmp_path, site, webhook, smtp, rules=rules,
+                             alerts={"retry_base_seconds": 0, "send_timeout": send_timeout},
+                             channels=[{"name": "hung", "url": f"webhook+http://127.0.0.1:{hung.port}/hook"},
+                                       {"name": "webhook", "url": f"json://127.0.0.1:{webhook.server_address[1]}/hook"}])
+        run_cycle(settings)
+        assert fast_count_while_hung == [3] and len(hung.requests) == 1
+        rows = query("SELECT channel, status, attempts FROM alerts ORDER BY channel, id")
+        statuses = [(row["channel"], row["status"]) for row in rows]
+        assert statuses == [("hung", "pending")] * 3 + [("webhook", "sent")] * 3
+        assert sorted(row["attempts"] for row in rows if row["channel"] == "hung") == [0, 0, 1]
+        assert deliver_alerts(settings)["deferred"] == 2  # the next run asks the hung channel once again
+        assert len(hung.requests) == 2 and len(webhook.received) == 3
+    finally:
+        hung.stop()
+
+
 @pytest.mark.parametrize("scheme", ["webhook+http", "json"])
 def test_an_answer_after_the_deadline_means_a_repeat_with_the_same_idempotency_key(tmp_path, site, webhook, smtp,
                                                                                    query, scheme):
@@ -415,6 +457,17 @@ def _held_webhook_cycle(tmp_path, site, webhook, smtp, database_url: str):
     return path, cycle, received, release
 
 
+def _wait_until_recorded_sent(query, channel: str) -> None:
+    """Channels are sent side by side: wait (bounded) until ``channel``'s alert is recorded as sent, so that
+    a drill striking the held channel finds no other message in flight."""
+    import time
+
+    deadline = time.monotonic() + 120
+    while query("SELECT status FROM alerts WHERE channel = %s", (channel,)) != [{"status": "sent"}]:
+        assert time.monotonic() < deadline, f"the {channel} alert was never recorded as sent"
+        time.sleep(0.05)
+
+
 def _redeliver_after_the_leases(tmp_path, site, query, path, articles: list[dict], key: str) -> None:
     """Time passes (the dead attempt's lease runs out); two cycles: the held alert is sent once more, with its
     Idempotency-Key, and nothing else is stored or sent twice."""
@@ -441,6 +494,7 @@ def test_a_cycle_killed_mid_delivery_loses_nothing_and_repeats_one_message_with_
     path, cycle, received, release = _held_webhook_cycle(tmp_path, site, webhook, smtp, database_url)
     try:
         assert received.wait(300), "the cycle never reached delivery"
+        _wait_until_recorded_sent(query, "email")  # the other channel's lane runs beside the held one
         os.killpg(cycle.pid, signal.SIGKILL)
         cycle.communicate(timeout=30)
     finally:
@@ -474,8 +528,17 @@ def test_postgresql_stopped_mid_delivery_then_restarted_sends_the_alert_once_mor
     db.migrate(url)
     db.close_pools(url)
     path, cycle, received, release = _held_webhook_cycle(tmp_path, site, webhook, smtp, url)
+
+    def query_before(sql: str, params: tuple = ()) -> list[dict]:
+        with psycopg2.connect(url, cursor_factory=psycopg2.extras.RealDictCursor) as before, before.cursor() as cur:
+            cur.execute(sql, params)
+            rows = [dict(row) for row in cur.fetchall()]
+        before.close()
+        return rows
+
     try:
         assert received.wait(300), "the cycle never reached delivery"
+        _wait_until_recorded_sent(query_before, "email")  # the other channel's lane runs beside the held one
         assert db.stop_embedded(server_dir)
         release.set()
         _, err = cycle.communicate(timeout=300)

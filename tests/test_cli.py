@@ -147,7 +147,7 @@ def test_postgresql_stopped_mid_ingest_then_restarted_loses_no_article(tmp_path,
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 3 and "Traceback" not in err, err[-3000:]
+    assert process.returncode == 3 and "Traceback" not in err, (process.returncode, err[-3000:])
 
     try:
         url = db.start_embedded(server_dir)  # PostgreSQL is back
@@ -185,3 +185,159 @@ def test_help_documents_the_exit_codes(capsys):
     assert "exit codes:" in out
     for code in ("0", "1", "2", "3"):
         assert f"\n  {code}  " in out, out
+
+
+@pytest.mark.parametrize("argv", [["feeds"], ["stories", "--json"], ["alerts"], ["search", "syrie"], ["migrate"],
+                                  ["poll"], ["rules", "test", "syrie"]])
+def test_every_database_command_ends_with_one_line_and_exit_3_when_postgresql_is_unreachable(
+        argv, tmp_path, monkeypatch, capsys):
+    """Nothing listens where the database should be: each command says so in one line, with the documented
+    exit code, and no traceback."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("NEWSWATCH_DATABASE_URL", f"postgresql://news@127.0.0.1:{port}/news?connect_timeout=5")
+    config = tmp_path / "newswatch.yaml"
+    config.write_text("rules: [{name: syria, query: syrie}]\n", encoding="utf-8")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(config))
+    capsys.readouterr()
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("newswatch: the database is unavailable: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+# --- the configuration added from the UI, from the command line ---------------------------------------------------
+
+
+@pytest.fixture
+def file_config(tmp_path, database_url, monkeypatch):
+    from tests.test_configstore import write_config
+
+    path = write_config(tmp_path / "newswatch.yaml")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(path))
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_feeds_add_by_a_site_url_list_disable_remove(file_config, site, capsys):
+    from tests.scenario import rss
+
+    site.routes["/"] = Route(200, b'<html><head><link rel="alternate" type="application/rss+xml" title="News" '
+                                  b'href="/news.xml"></head><body></body></html>', {"Content-Type": "text/html"})
+    site.routes["/news.xml"] = Route(200, rss("Velmora Gazette", [
+        {"title": "Harbour budget passed", "link": site.url("/1")}]), {"Content-Type": "application/rss+xml"})
+    code, out, err = run(capsys, "feeds", "add", site.url("/"), "--language", "en")
+    assert code == 0, err
+    assert f"{site.url('/news.xml')} (found on {site.url('/')}): Velmora Gazette, 1 entries shown" in out
+    assert "Harbour budget passed" in out and "added feed 'Velmora Gazette'" in out
+
+    code, out, _ = run(capsys, "feeds", "list", "--json")
+    feeds = {feed["name"]: feed for feed in json.loads(out)}
+    assert feeds["wire"]["source"] == "file" and not feeds["wire"]["editable"]
+    assert feeds["Velmora Gazette"]["source"] == "ui" and feeds["Velmora Gazette"]["language"] == "en"
+    assert feeds["Velmora Gazette"]["created_by"].endswith("(cli)")
+
+    assert run(capsys, "feeds", "disable", "Velmora Gazette")[:2] == (0, "feed 'Velmora Gazette' disabled\n")
+    assert run(capsys, "feeds", "edit", "Velmora Gazette", "--interval", "900")[0] == 0
+    code, out, _ = run(capsys, "feeds", "list")
+    assert "Velmora Gazette" in out and "ui" in out and "900" in out
+    assert run(capsys, "feeds", "remove", "Velmora Gazette")[1] == ("removed feed 'Velmora Gazette' (its articles "
+                                                                   "and history stay)\n")
+    assert run(capsys, "feeds", "--json")[0] == 0  # feed health, as before
+
+
+def test_feeds_of_the_file_and_bad_input_are_refused_in_one_line(file_config, site, capsys):
+    for argv, message in (
+        (["feeds", "remove", "wire"], "newswatch: feed 'wire' is declared in the config file: change it there"),
+        (["feeds", "disable", "wire"], "newswatch: feed 'wire' is declared in the config file"),
+        (["feeds", "add", "https://example.org/x.xml", "--name", "wire", "--no-check"],
+         "newswatch: feed name 'wire' is taken by the config file"),
+        (["feeds", "add", "gopher://example.org/x", "--no-check", "--name", "g"],
+         "newswatch: feed 'g': url: must be an http:// or https:// URL"),
+        (["feeds", "add", site.url("/nothing.xml")],
+         f"newswatch: {site.url('/nothing.xml')}: http_error: HTTP 404 (add it anyway with --no-check)"),
+        (["feeds", "remove", "nothing"], "newswatch: no feed named 'nothing' was added from the UI"),
+        (["rules", "remove", "syria-strikes"], "newswatch: rule 'syria-strikes' is declared in the config file"),
+        (["channels", "remove", "desk"], "newswatch: channel 'desk' is declared in the config file"),
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and err.startswith(message), (argv, err)
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_opml_import_and_export_from_the_command_line(file_config, tmp_path, capsys):
+    from tests.conftest import FIXTURES
+
+    code, out, err = run(capsys, "feeds", "import-opml", str(FIXTURES / "opml" / "feedly.opml"))
+    assert code == 0, err
+    assert "#6 Reuters World News [Must read]: skipped: same feed as outline #2 (Reuters World News)" in out
+    assert out.splitlines()[-1] == "feedly.opml: 4 added, 1 skipped, 0 refused (of 5 outlines)"
+    exported = tmp_path / "out.opml"
+    assert run(capsys, "feeds", "export-opml", str(exported), "--source", "ui")[2] == f"wrote 4 feeds to {exported}\n"
+    assert exported.read_bytes().count(b"<outline ") == 4
+    code, out, _ = run(capsys, "feeds", "export-opml")
+    assert out.count("<outline ") == 5  # the file's feed too
+
+    hostile = tmp_path / "xxe.opml"
+    hostile.write_text('<!DOCTYPE opml [<!ENTITY x SYSTEM "file:///etc/passwd">]><opml><body/></opml>')
+    code, _, err = run(capsys, "feeds", "import-opml", str(hostile))
+    assert (code, err) == (2, f"newswatch: {hostile}: the file declares a DOCTYPE or entities (refused for safety: "
+                                "OPML needs neither)\n")
+    code, _, err = run(capsys, "feeds", "import-opml", str(tmp_path / "missing.opml"))
+    assert code == 2 and "No such file or directory" in err and len(err.splitlines()) == 1
+
+
+def test_rules_and_channels_from_the_command_line(file_config, webhook, capsys, monkeypatch):
+    import io
+
+    code, _, err = run(capsys, "rules", "add", "quakes", "earthquake AND (damage", "--channel", "desk")
+    assert code == 2
+    assert err.splitlines() == ["newswatch: rule 'quakes': invalid query: col 22: expected ')' to close '(' at col 15",
+                                "  earthquake AND (damage", "                        ^"]
+    code, out, err = run(capsys, "rules", "add", "quakes", "earthquake AND damage", "--channel", "nowhere")
+    assert code == 2 and err == "newswatch: rule 'quakes': unknown channel(s) 'nowhere'\n"
+
+    hook = f"webhook+http://127.0.0.1:{webhook.server_address[1]}/in?token=s3cr3t"
+    monkeypatch.setattr("sys.stdin", io.StringIO(hook + "\n"))
+    monkeypatch.setenv("HOOK_KEY", "hmac-s3cr3t")
+    code, out, err = run(capsys, "channels", "add", "hook", "-", "--secret-env", "HOOK_KEY")
+    assert code == 0, err
+    assert out == f"added channel 'hook': webhook+http://127.0.0.1:{webhook.server_address[1]}/in?…\n"
+    assert run(capsys, "rules", "add", "quakes", "earthquake AND damage", "--channel", "hook", "--digest-every",
+               "1h")[1] == "added rule 'quakes' alerting hook\n"
+    code, out, _ = run(capsys, "rules", "list", "--json")
+    assert [(r["name"], r["source"], r["channels"]) for r in json.loads(out)] == [
+        ("syria-strikes", "file", ["desk"]), ("quakes", "ui", ["hook"])]
+    assert run(capsys, "rules", "disable", "quakes")[0] == 0
+
+    code, out, _ = run(capsys, "channels", "test", "hook")
+    assert code == 0 and out.startswith("hook: test message accepted by webhook+http://127.0.0.1:")
+    assert webhook.received[-1]["type"] == "test"
+    webhook.status = 500
+    code, out, err = run(capsys, "channels", "test", "hook")
+    assert code == 1 and err.startswith("hook: http_error: ") and "answered HTTP 500" in err
+
+    code, out, err = run(capsys, "channels", "remove", "hook")
+    assert code == 2 and err == "newswatch: channel 'hook' is still used by rule 'quakes': remove it from them first\n"
+
+    code, out, _ = run(capsys, "config", "export")
+    assert "name: quakes" in out and "${NEWSWATCH_CHANNEL_HOOK_URL}" in out and "s3cr3t" not in out
+    code, out, _ = run(capsys, "config", "audit")
+    lines = out.splitlines()
+    assert lines[0].split() == ["AT", "ACTOR", "ACTION", "KIND", "NAME", "CHANGES"]
+    assert [line.split()[4:6] for line in lines[1:]] == [["disable", "rule"], ["add", "rule"], ["add", "channel"]]
+    code, out, _ = run(capsys, "config", "audit", "--json", "--kind", "channel")
+    [entry] = json.loads(out)
+    assert entry["after"]["url"].endswith("/in?…") and entry["after"]["secret"] == "…"
+    everything = json.dumps([json.loads(run(capsys, *argv)[1]) for argv in (
+        ["channels", "list", "--json"], ["config", "audit", "--json"])])
+    assert "s3cr3t" not in everything

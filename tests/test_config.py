@@ -134,6 +134,14 @@ channels:
     assert all("port" in p and "1-65535" in p for p in problems), problems
 
 
+def test_an_apprise_token_after_the_hosts_colon_is_not_a_port():
+    """A Telegram bot token is ``<bot id>:<secret>``: ``tgram://123456789:AAbb…/chat`` is a valid Apprise URL."""
+    settings = parse_settings('channels: [{name: telegram, url: "tgram://123456789:AAbbCCddEEff/987654"}]')
+    assert settings.channel("telegram").url.startswith("tgram://123456789:")
+    assert problems_of('channels: [{name: t, url: "tgram://123456789:70000/987654"}]')[0].startswith(
+        "channels[0].url: port '70000' is out of range")
+
+
 def test_networks_that_admit_every_address_are_warned_about(tmp_path, capsys):
     from newswatch.config import config_warnings
 

@@ -93,6 +93,33 @@ def test_dag_run_end_to_end_then_rerun_sends_nothing(dagbag, tmp_path, site, web
     assert len(query("SELECT id FROM poll_runs")) == 2
 
 
+def test_dag_runs_what_was_added_from_the_ui(dagbag, tmp_path, site, webhook, smtp, query, monkeypatch):
+    """A feed, a rule and a channel added from the UI are polled, matched and alerted by the scheduled DAG."""
+    import yaml
+
+    from newswatch import configstore
+    from tests.scenario import shipped_rule
+
+    serve_seed_sites(site)
+    config = seed_config(tmp_path / "newswatch.yaml", site, webhook, smtp)
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    document["feeds"] = [feed for feed in document["feeds"] if feed["name"] != "info-express"]
+    document["rules"] = []
+    config.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(config))
+    configstore.add_feed("info-express", site.url("/b/rss"), actor="alice")
+    configstore.add_channel("desk-hook", url=f"webhook+http://127.0.0.1:{webhook.server_address[1]}/desk",
+                            actor="alice")
+    configstore.add_rule("syria-from-the-ui", shipped_rule(), channels=["desk-hook"], actor="alice")
+
+    run = dagbag.get_dag("newswatch_poll").test()
+    assert run.state == "success"
+    assert {row["feed"] for row in query("SELECT feed FROM articles")} == {"journal-du-monde", "info-express"}
+    assert query("SELECT rule, channel, status FROM alerts") == [
+        {"rule": "syria-from-the-ui", "channel": "desk-hook", "status": "sent"}]
+    assert [payload["rule"] for payload in webhook.received] == ["syria-from-the-ui"]
+
+
 def test_airflow_dags_test_cli_with_only_env(airflow_db, tmp_path, site, webhook, smtp, database_url, query):
     """`airflow dags test newswatch_poll` with NEWSWATCH_CONFIG, NEWSWATCH_DATABASE_URL and AIRFLOW__CORE__*."""
     serve_seed_sites(site)
@@ -108,21 +135,33 @@ def test_airflow_dags_test_cli_with_only_env(airflow_db, tmp_path, site, webhook
     assert len(webhook.received) == 1
 
 
-def test_failed_task_notifies_the_operator(dagbag, tmp_path, webhook, database_url, monkeypatch):
-    """A broken config fails load_config at once (no retry) and the operator hears about it."""
+BROKEN_CONFIGS = {
+    "bad-url": (b"feeds: [{name: a, url: 'gopher://nowhere'}]\n", "feeds[0].url: must be an http:// or https:// URL"),
+    "not-utf8": (b"feeds: [{name: caf\xe9, url: 'http://127.0.0.1/f'}]\n", "not UTF-8"),
+    "deep-rule": (b"rules: [{name: deep, query: '" + b"(" * 3000 + b"syria" + b")" * 3000 + b"'}]\n", "deep"),
+    "alias-loop": (b"feeds: &a [*a]\n", "alias"),
+    "duplicate-key": (b"feeds: [{name: a, url: 'http://127.0.0.1/a'}]\nfeeds: []\n", "duplicate"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_CONFIGS)
+def test_failed_task_notifies_the_operator(case, dagbag, tmp_path, webhook, database_url, monkeypatch):
+    """A broken config fails load_config at once (one try, no retry: a retry will not heal it) and the
+    operator hears about it in one message, whatever the breakage."""
+    content, expected = BROKEN_CONFIGS[case]
     broken = tmp_path / "broken.yaml"
-    broken.write_text("feeds: [{name: a, url: 'gopher://nowhere'}]\n")
+    broken.write_bytes(content)
     monkeypatch.setenv("NEWSWATCH_CONFIG", str(broken))
     monkeypatch.setenv("NEWSWATCH_OPERATOR_URL", f"json://127.0.0.1:{webhook.server_address[1]}/ops")
 
     dag_run = dagbag.get_dag("newswatch_poll").test()
     assert dag_run.state == "failed"
-    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-    assert states["load_config"] == "failed"
+    instances = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert instances["load_config"].state == "failed" and instances["load_config"].try_number == 1
     assert len(webhook.received) == 1  # one broken file, one notification
     message = webhook.received[0]
     assert message["title"] == "[newswatch] task failed: newswatch_poll.load_config"
-    assert "feeds[0].url: must be an http:// or https:// URL" in message["message"]
+    assert expected in message["message"] and "Traceback" not in message["message"]
 
 
 # --- concurrency: the Airflow pool and batches ----------------------------------------------------------------

@@ -315,3 +315,34 @@ def test_tls_still_checks_the_host_name_on_the_checked_address(tmp_path, monkeyp
         assert len(server.requests) == 1
     finally:
         server.stop()
+
+
+def test_dns_rebinding_after_a_redirect_cannot_reach_a_refused_address_through_poll(site, query, monkeypatch):
+    """The same attack on the full path: ``poll`` follows a redirect to a second name that answers a permitted
+    address when checked and 127.0.0.1 (refused) afterwards. Not one request reaches the refused server and
+    the feed is read from the address that was checked."""
+    from newswatch.config import Settings
+    from newswatch.poller import poll_feeds, sync_feeds
+
+    public = LoopbackServer(host="127.0.0.2").start()
+    try:
+        port = public.server_address[1]
+        public.routes["/feed"] = Route(302, b"", {"Location": f"http://hop.rebind.test:{port}/moved"})
+        feed = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>p</title><item><title>public story</title>'
+                b"<link>http://127.0.0.2/story</link></item></channel></rss>")
+        public.routes["/moved"] = Route(200, feed, {"Content-Type": "application/rss+xml"})
+        site.routes["/moved"] = Route(200, feed.replace(b"public", b"internal"),
+                                      {"Content-Type": "application/rss+xml"})
+        _resolver(monkeypatch, "feeds.rebind.test", [("127.0.0.2", port)])
+        given = _resolver(monkeypatch, "hop.rebind.test",  # resolvers chain: each patches the one before
+                          [("127.0.0.2", port), ("127.0.0.1", site.server_address[1])])
+        settings = Settings.model_validate({
+            "feeds": [{"name": "rebind", "url": f"http://feeds.rebind.test:{port}/feed"}],
+            "network": {"allow_networks": ["127.0.0.2/32"], "connect_timeout": 2, "read_timeout": 2,
+                        "total_timeout": 5}})
+        counts = poll_feeds(sync_feeds(settings), settings)
+    finally:
+        public.stop()
+    assert site.requests == [] and given[:1] == ["127.0.0.2"]
+    assert counts["failed"] == 0
+    assert [row["title"] for row in query("SELECT title FROM feed_entries")] == ["public story"]

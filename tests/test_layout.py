@@ -22,12 +22,13 @@ STAGES: dict[str, tuple[str, ...]] = {
     # language and the retention section with its parser), worker processes, output formatting
     "shared": ("__init__", "text", "urls", "db", "output", "config", "retention", "rules", "workers"),
     "ingest": ("fetcher", "hostslots", "schedule", "entries", "feeds", "jsonfeed", "language", "extract",
-               "boilerplate", "dedup", "ingest", "poller"),
+               "boilerplate", "dedup", "ingest", "poller", "discovery"),
     "stories": ("entities", "meaning", "stories"),
     "alerts": ("outbox", "delivery", "alerting", "operator_events", "notify"),
-    # what people and Airflow touch: one cycle, pages, search, metrics, commands, upkeep, the Airflow pool
-    "surface": ("pipeline", "search", "metrics", "web/__init__", "web/queries", "web/security", "web/render",
-                "web/app", "cli", "maintenance", "airflow_pool"),
+    # what people and Airflow touch: one cycle, pages, search, metrics, commands, upkeep, the Airflow pool, the
+    # configuration added from the UI (it tests channels through delivery) and OPML
+    "surface": ("pipeline", "search", "metrics", "configstore", "opml", "web/__init__", "web/queries",
+                "web/security", "web/render", "web/app", "cli", "maintenance", "airflow_pool"),
 }
 
 

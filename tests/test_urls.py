@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newswatch.urls import TRACKING_PARAMS, canonicalize_url, is_same_site
+from newswatch.urls import TRACKING_PARAMS, canonicalize_url, is_same_site, redact, redact_channel
 
 
 def test_utm_parameters_are_stripped_in_any_case() -> None:
@@ -138,3 +138,28 @@ def test_same_site(a: str, b: str) -> None:
 def test_not_same_site(a: str, b: str) -> None:
     assert not is_same_site(a, b)
     assert not is_same_site(b, a)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # Apprise keeps tokens in the host and path, and request headers in the query.
+        ("tgram://123456789:AAbbCCddEEff/987654", "tgram://1...f/987654/"),
+        ("discord://1234/abcdefsecret", "discord://1...4/a...t/"),
+        ("https://hooks.slack.com/services/T00/B00/XXXXSECRET", "slack://T...0/B...0/X...T//"),
+        ("json://user:pass@host:8080/path?+Authorization=Bearer%20xyz", "json://user:****@host:8080/path?…"),
+        ("mailto://user:pass@gmail.com", "mailtos://user:****@gmail.com/"),
+        # newswatch's own senders: a signed webhook as a feed URL is redacted, a local file as it is.
+        ("webhook+https://u:p@hooks.example.org/in?token=abc", "webhook+https://hooks.example.org/in?…"),
+        ("jsonl:///var/lib/newswatch/alerts.jsonl", "jsonl:///var/lib/newswatch/alerts.jsonl"),
+        # What Apprise cannot read shows its scheme only.
+        ("foo://secret-token@bar/baz", "foo://…"),
+        ("no scheme at all", "…"),
+    ],
+)
+def test_channel_urls_are_shown_without_their_secrets(url: str, shown: str) -> None:
+    assert redact_channel(url) == shown
+
+
+def test_redact_survives_a_port_that_is_not_a_number() -> None:
+    assert redact("http://host:abc/feed") == "<invalid url>"

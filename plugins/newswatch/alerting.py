@@ -8,8 +8,9 @@ a single ``update`` alert is recorded (the unique key stops any second one).
 
 Delivery leases due rows one at a time (``newswatch.outbox``), sends outside any transaction, and
 records the outcome and the attempt in another short one; a failed send is retried on later cycles
-with exponential backoff. Digest rules park their alerts until the digest is due, then one message per
-(rule, channel, due time) lists them.
+with exponential backoff. Channels are sent side by side, one lane each, and a lane stops at its first
+timeout: a hung channel costs one deadline per run and delays no other. Digest rules park their alerts
+until the digest is due, then one message per (rule, channel, due time) lists them.
 
 Delivery is at least once. A message is repeated in two cases: a crash between the send and the record,
 and a receiver that took the message but answered after ``alerts.send_timeout`` (the attempt is recorded
@@ -24,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from newswatch import db, outbox
@@ -37,6 +40,8 @@ log = logging.getLogger(__name__)
 _MATCH_BATCH = 200
 _MAX_BACKOFF = timedelta(hours=6)
 _UPDATE_MIN_NEW_SOURCES = 2
+# Channels sent to at once; each lane holds a database connection only between sends.
+_MAX_LANES = 8
 
 
 def idempotency_key(*parts: object) -> str:
@@ -152,25 +157,72 @@ def _record_alert(cur, rule: RuleConfig, channel: str, article: dict, terms: lis
 
 
 def deliver_alerts(settings: Settings) -> dict[str, int]:
-    """Send every due instant alert and every due digest once; returns counts for logs and XCom."""
-    counts = {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0, "gone": 0}
-    for alert_id in outbox.due("alerts", _DUE_ALERT):
+    """Send every due instant alert and every due digest once; returns counts for logs and XCom.
+
+    Each channel is a lane of its own, and the lanes run side by side: a slow or hung channel costs its own
+    messages their deadline (``alerts.send_timeout``), never another channel's. A lane stops at its first
+    timeout: a channel that did not answer in time is not asked again in this run, and its other messages
+    wait, untouched (no attempt counted), for the next run.
+    """
+    counts = {"sent": 0, "failed": 0, "gave_up": 0, "digests_sent": 0, "gone": 0, "deferred": 0}
+    _open_due_digests()
+    channels = _due_channels()
+    if not channels:
+        return counts
+    with ThreadPoolExecutor(max_workers=min(len(channels), _MAX_LANES), thread_name_prefix="newswatch-lane") as lanes:
+        for lane in lanes.map(lambda channel: _deliver_channel(settings, channel), channels):
+            for key, value in lane.items():
+                counts[key] += value
+    return counts
+
+
+def _due_channels() -> list[str]:
+    with db.transaction() as cur:
+        cur.execute(f"SELECT channel FROM alerts WHERE {_DUE_ALERT} UNION SELECT channel FROM digests "
+                    f"WHERE {_DUE_DIGEST} ORDER BY 1")
+        return [row["channel"] for row in cur.fetchall()]
+
+
+def _deliver_channel(settings: Settings, channel: str) -> Counter[str]:
+    """One channel's lane: its due alerts, then its due digests, oldest first, until the first timeout."""
+    counts: Counter[str] = Counter()
+    for alert_id in outbox.due("alerts", f"{_DUE_ALERT} AND channel = %s", (channel,)):
         with db.transaction() as cur:
             cur.execute(f"{_ALERT_SELECT} WHERE al.id = %s", (alert_id,))
             alert = cur.fetchone()
         if alert is None:
             continue  # merged away between the claim and now
-        counts[_attempt(settings, "alerts", alert, _message(alert))] += 1
-    _open_due_digests()
-    for digest_id in outbox.due("digests", _DUE_DIGEST):
+        outcome, timed_out = _attempt(settings, "alerts", alert, _message(alert))
+        counts[outcome] += 1
+        if timed_out:
+            return _stalled(channel, counts, ("alerts", alert_id))
+    for digest_id in outbox.due("digests", f"{_DUE_DIGEST} AND channel = %s", (channel,)):
         with db.transaction() as cur:
             cur.execute("SELECT * FROM digests WHERE id = %s", (digest_id,))
             digest = cur.fetchone()
             cur.execute(f"{_ALERT_SELECT} WHERE al.digest_id = %s ORDER BY al.id", (digest_id,))
             items = [_message(row) for row in cur.fetchall()]
         message = DigestMessage(digest["idempotency_key"], digest["rule"], digest["due_at"], items)
-        outcome = _attempt(settings, "digests", digest, message)
+        outcome, timed_out = _attempt(settings, "digests", digest, message)
         counts["digests_sent" if outcome == "sent" else outcome] += 1
+        if timed_out:
+            return _stalled(channel, counts, ("digests", digest_id))
+    return counts
+
+
+def _stalled(channel: str, counts: Counter[str], timed_out: tuple[str, int]) -> Counter[str]:
+    """Count what a channel that timed out leaves for the next run (besides the ``(table, id)`` that timed
+    out, already counted as failed), and say so once."""
+    alert_id = timed_out[1] if timed_out[0] == "alerts" else 0
+    digest_id = timed_out[1] if timed_out[0] == "digests" else 0
+    with db.transaction() as cur:
+        cur.execute(f"SELECT (SELECT count(*) FROM alerts WHERE {_DUE_ALERT} AND channel = %s AND id <> %s) "
+                    f"+ (SELECT count(*) FROM digests WHERE {_DUE_DIGEST} AND channel = %s AND id <> %s) AS waiting",
+                    (channel, alert_id, channel, digest_id))
+        counts["deferred"] += cur.fetchone()["waiting"]
+    if counts["deferred"]:
+        log.warning("channel %s timed out: its %d other due message(s) wait for the next run",
+                    channel, counts["deferred"])
     return counts
 
 
@@ -214,10 +266,11 @@ def _open_due_digests() -> None:
             )
 
 
-def _attempt(settings: Settings, table: str, row: dict, message: Message) -> str:
+def _attempt(settings: Settings, table: str, row: dict, message: Message) -> tuple[str, bool]:
     """Send one claimed alert or digest (outside any transaction), then record the attempt and its outcome.
 
-    Returns sent, failed, gave_up, or gone (the row was merged away while it was being sent).
+    Returns the outcome (sent, failed, gave_up, or gone: the row was merged away while it was being sent)
+    and whether the send was cut at its deadline.
     """
     attempts = row["attempts"] + 1
     channel = next((c for c in settings.channels if c.name == row["channel"]), None)
@@ -227,11 +280,11 @@ def _attempt(settings: Settings, table: str, row: dict, message: Message) -> str
             raise DeliveryError("config", f"channel {row['channel']!r} is no longer in the configuration")
         send_to_channel(channel, message, timeout=settings.alerts.send_timeout)
     except DeliveryError as exc:
-        error = str(exc)
+        error, timed_out = str(exc), exc.kind == "timeout"
     except Exception as exc:  # noqa: BLE001 - a broken channel must not block the others
-        error = f"{type(exc).__name__}: {exc}"
+        error, timed_out = f"{type(exc).__name__}: {exc}", False
     else:
-        error = None
+        error, timed_out = None, False
     elapsed = int((time.monotonic() - started) * 1000)
     gave_up = error is not None and attempts >= settings.alerts.max_attempts
     delay = min(timedelta(seconds=settings.alerts.retry_base_seconds * 2 ** (attempts - 1)), _MAX_BACKOFF)
@@ -247,7 +300,7 @@ def _attempt(settings: Settings, table: str, row: dict, message: Message) -> str
         if cur.rowcount == 0:
             log.warning("%s %s (%s) was merged into another story while it was being sent to %s",
                         table[:-1], row["id"], row["rule"], row["channel"])
-            return "gone"
+            return "gone", timed_out
         owner = "alert_id" if table == "alerts" else "digest_id"
         cur.execute(
             f"INSERT INTO delivery_attempts ({owner}, channel, outcome, error, duration_ms) "
@@ -259,9 +312,9 @@ def _attempt(settings: Settings, table: str, row: dict, message: Message) -> str
                         "WHERE digest_id = %s", (row["id"],))
     if error is None:
         log.info("%s %s (%s) sent to %s", table[:-1], row["id"], row["rule"], row["channel"])
-        return "sent"
+        return "sent", False
     log.warning("%s %s to channel %s failed (attempt %d): %s", table[:-1], row["id"], row["channel"], attempts, error)
-    return "gave_up" if gave_up else "failed"
+    return ("gave_up" if gave_up else "failed"), timed_out
 
 
 def _message(alert: dict) -> AlertMessage:

@@ -1,34 +1,37 @@
-"""The ``newswatch`` command line: run a cycle, check the config, manage the database, look around."""
+"""The ``newswatch`` command line: run a cycle, check the config, manage the database, look around, and add,
+change or remove the feeds, rules and channels that are not in the config file (``newswatch.configstore``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
 
 import psycopg2
-from psycopg2.extras import RealDictCursor
 
 from newswatch import db, metrics, search
-from newswatch.config import ConfigError, config_path, config_warnings, load_settings
-from newswatch.output import print_rows
+from newswatch.config import UI_KINDS, ConfigError, config_path, config_warnings, load_settings, merge_ui, read_ui_rows
+from newswatch.output import print_json, print_rows, print_table
+from newswatch.urls import redact
 
 EXIT_OK = 0
-EXIT_PROBLEMS_FOUND = 1  # check-config: the file has problems (listed one per line)
+EXIT_PROBLEMS_FOUND = 1  # check-config: the file, or the UI-managed part, has problems (listed one per line)
 EXIT_BAD_INPUT = 2  # invalid configuration, query or arguments; no database configured
 EXIT_DATABASE_UNAVAILABLE = 3  # PostgreSQL could not be reached, or went away during the command
 EXIT_CODES = f"""exit codes:
   {EXIT_OK}  done (poll: even when some feeds or deliveries failed; they are recorded and retried)
-  {EXIT_PROBLEMS_FOUND}  check-config found problems in the file
-  {EXIT_BAD_INPUT}  invalid configuration, query or arguments, or no database configured
+  {EXIT_PROBLEMS_FOUND}  check-config found problems in the file or in what was added from the UI
+  {EXIT_BAD_INPUT}  invalid configuration, query or arguments, a change refused (such as one to an item of the
+     file), or no database configured
   {EXIT_DATABASE_UNAVAILABLE}  the database (for pool: Airflow's) could not be reached or went away; run again
 """
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Check the file, then what was added from the UI against it (when a database is configured)."""
     path = args.config or str(config_path())
     try:
         settings = load_settings(path)
@@ -41,6 +44,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(settings.enabled_feeds)} enabled feeds, {len(settings.rules)} rules, "
           f"{len(settings.channels)} channels)")
+    try:
+        rows = read_ui_rows()
+    except db.DatabaseNotConfigured:
+        print("warning: what was added from the UI is not checked: no database configured (set "
+              f"{db.DATABASE_URL_ENV}, or start the embedded one with `newswatch db start`)", file=sys.stderr)
+        return 0
+    merged = merge_ui(settings, rows)
+    if merged.ui_problems:
+        print(f"UI-managed part (database): {len(merged.ui_problems)} problem(s)", file=sys.stderr)
+        for problem in merged.ui_problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_PROBLEMS_FOUND
+    added = {kind: sum(1 for item in getattr(merged, kind) if merged.source(kind, item.name) == "ui")
+             for kind in UI_KINDS}
+    print(f"UI-managed part (database): OK ({added['feeds']} feeds, {added['rules']} rules, "
+          f"{added['channels']} channels added from the UI)")
     return 0
 
 
@@ -48,7 +67,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     from newswatch.pipeline import run_cycle
 
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, ui=True)
     except ConfigError as exc:
         return _config_failure(exc)
     # With --json, stdout carries only the JSON document; progress goes to stderr.
@@ -166,54 +185,389 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    """Show what a configured rule, or a draft query, would have matched in the stored archive."""
-    from newswatch.rules import Document, RuleSyntaxError, compile_rule
+    """Show what a configured rule (of the file or the UI), or a draft query, would have matched in the archive."""
+    from newswatch.configstore import InvalidItem, preview_rule
 
     query = args.rule
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, ui=True)
         configured = next((rule for rule in settings.rules if rule.name == args.rule), None)
         if configured is not None:
             query = configured.query
     except ConfigError:
         configured = None
     try:
-        rule = compile_rule(query)
-    except RuleSyntaxError as exc:
-        print(f"newswatch: invalid query: {exc}", file=sys.stderr)
-        print(f"  {query}\n  {' ' * exc.position}^", file=sys.stderr)
+        preview = preview_rule(query, days=args.days, limit=args.limit)
+    except InvalidItem as exc:
+        print(f"newswatch: {exc}", file=sys.stderr)
+        print(f"  {query}\n  {' ' * (exc.position or 0)}^", file=sys.stderr)
         return EXIT_BAD_INPUT
-    since = datetime.now(UTC) - timedelta(days=args.days)
-    stories: dict[int, dict] = {}
-    scanned = 0
-    conn = db.connect()
-    try:
-        with conn, conn.cursor("rules_test", cursor_factory=RealDictCursor) as cur:  # streamed, not loaded
-            cur.itersize = 500
-            cur.execute(
-                "SELECT id, story_id, title, body, language, feed, fetched_at FROM articles "
-                "WHERE fetched_at >= %s ORDER BY fetched_at DESC", (since,))
-            for article in cur:
-                scanned += 1
-                document = Document(article["title"], article["body"], article["language"], article["feed"])
-                if not rule.matches(document):
-                    continue
-                story = stories.setdefault(article["story_id"], {
-                    "story": article["story_id"], "articles": 0, "title": article["title"], "feeds": set(),
-                    "languages": set(), "last_seen": article["fetched_at"], "matched": rule.explain(document)})
-                story["articles"] += 1
-                story["feeds"].add(article["feed"])
-                story["languages"].add(article["language"] or "?")
-    finally:
-        conn.close()
-    rows = [{**story, "feeds": sorted(story["feeds"]), "languages": sorted(story["languages"])}
-            for story in stories.values()][: args.limit]
     source = f"rule {args.rule!r}" if configured else "draft query"
     if not args.json:
-        print(f"{source}: {len(stories)} stories ({sum(s['articles'] for s in stories.values())} articles) "
-              f"matched among {scanned} articles of the last {args.days} days")
-    print_rows(rows, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"], args.json)
+        print(f"{source}: {preview.matched_stories} stories ({preview.matched_articles} articles) "
+              f"matched among {preview.scanned} articles of the last {args.days} days")
+    print_rows(preview.stories, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"],
+               args.json)
     return 0
+
+
+# --- the configuration added from the UI: feeds, rules, channels (newswatch.configstore) -------------------------
+
+CONFIG_HELP = "config file (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)"
+
+
+def _actor() -> str:
+    """Who makes a change from the command line, for the audit: the system user, marked as the CLI."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment (a container without passwd entry)
+        user = f"uid {os.getuid()}"
+    return f"{user} (cli)"
+
+
+def _managing(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A configuration command: schema up to date first, and a refusal or a broken file as one line and exit 2."""
+    from newswatch.configstore import ConfigRefused
+    from newswatch.opml import OpmlError
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            db.migrate()
+            return command(args)
+        except ConfigRefused as exc:
+            print(f"newswatch: {exc}", file=sys.stderr)
+            query = getattr(args, "query", None)
+            if exc.position is not None and isinstance(query, str):
+                print(f"  {query}\n  {' ' * exc.position}^", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except ConfigError as exc:
+            return _config_failure(exc)
+        except OpmlError as exc:
+            print(f"newswatch: {getattr(args, 'file', 'OPML')}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except OSError as exc:
+            print(f"newswatch: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+    return run
+
+
+def _print_items(kind: str, args: argparse.Namespace, columns: list[str]) -> int:
+    from newswatch import configstore
+
+    rows = [item.public() for item in configstore.list_items(kind, config=args.config)]
+    print_rows(rows, columns, args.json)
+    return 0
+
+
+def cmd_feeds_list(args: argparse.Namespace) -> int:
+    return _print_items("feed", args, ["name", "source", "enabled", "language", "interval", "url", "created_by",
+                                       "problem"])
+
+
+def cmd_feeds_add(args: argparse.Namespace) -> int:
+    """Check the URL on the spot (or find the site's feed), show what it holds, then add it."""
+    from newswatch import configstore, discovery
+
+    url, title = args.url, ""
+    if not args.no_check:
+        check = discovery.check_feed(args.url, load_settings(args.config).network)
+        if not check.ok:
+            print(f"newswatch: {check.summary()} (add it anyway with --no-check)", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        url, title = check.url or args.url, check.title
+        print(check.summary())
+        for entry in check.entries:
+            when = entry.published.strftime("%Y-%m-%d") if entry.published else "no date"
+            print(f"  {when}  {_one_line(entry.title)}")
+        others = [candidate.url for candidate in check.candidates if candidate.url != url]
+        if others:
+            print("the page also advertises: " + ", ".join(redact(other) for other in others))
+    taken = [item.name for item in configstore.list_items("feed", config=args.config)]
+    name = args.name or configstore.suggest_name(title, url, taken)
+    item = configstore.add_feed(name, url, language=args.language, interval=args.interval,
+                                enabled=not args.disabled, actor=_actor(), config=args.config)
+    print(f"added feed {item.name!r}: {redact(url)}" + ("" if item.enabled else " (disabled)"))
+    return 0
+
+
+def cmd_feeds_edit(args: argparse.Namespace) -> int:
+    from newswatch import configstore
+    from newswatch.configstore import KEEP
+
+    language = None if args.clear_language else (args.language if args.language is not None else KEEP)
+    interval = None if args.clear_interval else (args.interval if args.interval is not None else KEEP)
+    item = configstore.update_feed(args.name, url=args.url if args.url is not None else KEEP, language=language,
+                                   interval=interval, actor=_actor(), config=args.config)
+    print(f"feed {item.name!r}: {_describe(item.public(), ['url', 'language', 'interval', 'enabled'])}")
+    return 0
+
+
+def _switch(kind: str, enabled: bool) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from newswatch import configstore
+
+        configstore.set_enabled(kind, args.name, enabled, actor=_actor(), config=args.config)
+        print(f"{kind} {args.name!r} {'enabled' if enabled else 'disabled'}")
+        return 0
+
+    return run
+
+
+def _remover(kind: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from newswatch import configstore
+
+        configstore.remove(kind, args.name, actor=_actor(), config=args.config)
+        kept = " (its articles and history stay)" if kind == "feed" else ""
+        print(f"removed {kind} {args.name!r}{kept}")
+        return 0
+
+    return run
+
+
+def cmd_feeds_import(args: argparse.Namespace) -> int:
+    """Add the feeds of an OPML file; one line per outline: added, skipped or refused, and why."""
+    from pathlib import Path
+
+    from newswatch import opml
+
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    source = "stdin" if args.file == "-" else Path(args.file).name
+    report = opml.import_opml(data, actor=_actor(), source=source, dry_run=args.dry_run, config=args.config)
+    if args.json:
+        print_json({"title": report.title, "dry_run": report.dry_run,
+                    "outlines": [vars(line) for line in report.lines]})
+        return 0
+    for line in report.lines:
+        print(_one_line(str(line)))
+    print(f"{source}: {report.summary()}")
+    return 0
+
+
+def cmd_feeds_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from newswatch import opml
+
+    settings = load_settings(args.config, ui=True)
+    feeds = opml.configured_feeds(settings, args.source)
+    data = opml.export_opml(feeds)
+    if args.file in (None, "-"):
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Path(args.file).write_bytes(data)
+        print(f"wrote {len(feeds)} feeds to {args.file}", file=sys.stderr)
+    return 0
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    return _print_items("rule", args, ["name", "source", "enabled", "channels", "query", "created_by", "problem"])
+
+
+def _digest(args: argparse.Namespace) -> dict | None:
+    if getattr(args, "digest_every", None):
+        return {"every": args.digest_every}
+    if getattr(args, "digest_at", None):
+        return {"at": args.digest_at, "timezone": args.timezone or "UTC"}
+    return None
+
+
+def cmd_rules_add(args: argparse.Namespace) -> int:
+    from newswatch import configstore
+
+    item = configstore.add_rule(args.name, args.query, channels=args.channel or [], enabled=not args.disabled,
+                                digest=_digest(args), updates=not args.no_updates, actor=_actor(),
+                                config=args.config)
+    print(f"added rule {item.name!r}" + (f" alerting {', '.join(item.fields['channels'])}"
+                                          if item.fields.get("channels") else " (no channel: it alerts nobody)"))
+    return 0
+
+
+def cmd_rules_edit(args: argparse.Namespace) -> int:
+    from newswatch import configstore
+    from newswatch.configstore import KEEP
+
+    channels = [] if args.no_channels else (args.channel if args.channel else KEEP)
+    digest = None if args.no_digest else (_digest(args) or KEEP)
+    updates = KEEP if args.updates is None else args.updates == "on"
+    item = configstore.update_rule(args.name, query=args.query if args.query is not None else KEEP,
+                                   channels=channels, digest=digest, updates=updates, actor=_actor(),
+                                   config=args.config)
+    print(f"rule {item.name!r}: {_describe(item.public(), ['query', 'channels', 'digest', 'updates', 'enabled'])}")
+    return 0
+
+
+def cmd_channels_list(args: argparse.Namespace) -> int:
+    return _print_items("channel", args, ["name", "source", "url", "connection", "secret", "created_by",
+                                          "problem"])
+
+
+def _secret_input(value: str | None, what: str) -> str | None:
+    """``-`` reads the value from the first line of stdin, so it stays out of the shell history and ``ps``."""
+    if value != "-":
+        return value
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise OSError(f"no {what} on standard input")
+    return line
+
+
+def cmd_channels_add(args: argparse.Namespace) -> int:
+    from newswatch import configstore
+
+    secret = os.environ.get(args.secret_env) if args.secret_env else None
+    if args.secret_env and secret is None:
+        print(f"newswatch: environment variable {args.secret_env} is not set", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    item = configstore.add_channel(args.name, url=_secret_input(args.url, "channel URL"),
+                                   connection=args.connection, secret=secret, actor=_actor(), config=args.config)
+    target = item.fields.get("url") or f"Airflow connection {item.fields.get('connection')!r}"
+    print(f"added channel {item.name!r}: {target}")
+    return 0
+
+
+def cmd_channels_test(args: argparse.Namespace) -> int:
+    """Send a test message through the delivery code; exit 1 when the channel did not take it."""
+    from newswatch import configstore
+
+    outcome = configstore.test_channel(args.name, config=args.config)
+    print(outcome.message, file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else EXIT_PROBLEMS_FOUND
+
+
+def cmd_config_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from newswatch import configstore
+
+    text = configstore.export_yaml()
+    if args.file in (None, "-"):
+        print(text, end="")
+    else:
+        Path(args.file).write_text(text, encoding="utf-8")
+        print(f"wrote the UI-managed part to {args.file}", file=sys.stderr)
+    return 0
+
+
+def cmd_config_audit(args: argparse.Namespace) -> int:
+    from newswatch import configstore
+
+    entries = configstore.audit_log(limit=args.limit, kind=args.kind, name=args.name)
+    if args.json:
+        print_json([entry.public() for entry in entries])
+        return 0
+    rows = [{"at": entry.at, "actor": entry.actor, "action": entry.action, "kind": entry.kind, "name": entry.name,
+             "changes": "; ".join(entry.changes()) if entry.action in ("update",) else (entry.detail or "")}
+            for entry in entries]
+    print_table(rows, ["at", "actor", "action", "kind", "name", "changes"], max_width=100)
+    return 0
+
+
+def _describe(fields: dict, keys: list[str]) -> str:
+    return ", ".join(f"{key} {fields.get(key) if fields.get(key) not in (None, []) else '-'}" for key in keys)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+def _add_management_parsers(sub: argparse._SubParsersAction, feeds: argparse.ArgumentParser,
+                            rules_sub: argparse._SubParsersAction) -> None:
+    """``feeds …``, ``rules …``, ``channels …`` and ``config …``: the part of the configuration kept in the
+    database. Items of the config file are read-only here."""
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", metavar="{list,add,edit,remove,enable,disable,"
+                                     "import-opml,export-opml}", help="without one: feed health")
+
+    def command(parent, name: str, func, text: str, *, json_output: bool = False) -> argparse.ArgumentParser:
+        parser = parent.add_parser(name, help=text)
+        parser.add_argument("--config", help=CONFIG_HELP)
+        if json_output:
+            parser.add_argument("--json", action="store_true", help="JSON instead of a table")
+        parser.set_defaults(func=_managing(func))
+        return parser
+
+    command(feeds_sub, "list", cmd_feeds_list, "configured feeds, of the file and added from the UI",
+            json_output=True)
+    add = command(feeds_sub, "add", cmd_feeds_add, "add a feed by its URL or a site's URL, checked on the spot")
+    add.add_argument("url", help="the feed's URL, or a site's page that advertises its feed")
+    add.add_argument("--name", help="default: from the feed's title")
+    add.add_argument("--language", help="the language the feed is expected in (a hint: en, fr, …)")
+    add.add_argument("--interval", type=int, help="seconds between polls instead of the adaptive estimate")
+    add.add_argument("--disabled", action="store_true", help="add it without polling it yet")
+    add.add_argument("--no-check", action="store_true", help="add it without fetching it first")
+    edit = command(feeds_sub, "edit", cmd_feeds_edit, "change a feed added from the UI")
+    edit.add_argument("name")
+    edit.add_argument("--url")
+    edit.add_argument("--language")
+    edit.add_argument("--clear-language", action="store_true")
+    edit.add_argument("--interval", type=int)
+    edit.add_argument("--clear-interval", action="store_true", help="back to the adaptive estimate")
+    for name, func, text in (("remove", _remover("feed"), "remove a feed added from the UI (history stays)"),
+                             ("enable", _switch("feed", True), "poll a feed added from the UI again"),
+                             ("disable", _switch("feed", False), "stop polling a feed added from the UI")):
+        command(feeds_sub, name, func, text).add_argument("name")
+    importer = command(feeds_sub, "import-opml", cmd_feeds_import, "add the feeds of an OPML file (one report "
+                       "line per outline)", json_output=True)
+    importer.add_argument("file", help="the OPML file, or - for standard input")
+    importer.add_argument("--dry-run", action="store_true", help="report what would happen, change nothing")
+    exporter = command(feeds_sub, "export-opml", cmd_feeds_export, "write the configured feeds as OPML 2.0")
+    exporter.add_argument("file", nargs="?", help="default: standard output")
+    exporter.add_argument("--source", choices=["all", "file", "ui"], default="all",
+                          help="the feeds of both sources (default), of the file, or added from the UI")
+
+    command(rules_sub, "list", cmd_rules_list, "configured rules, of the file and added from the UI",
+            json_output=True)
+    for name, func, text in (("add", cmd_rules_add, "add a rule (checked like the file's)"),
+                             ("edit", cmd_rules_edit, "change a rule added from the UI")):
+        parser = command(rules_sub, name, func, text)
+        parser.add_argument("name")
+        if name == "add":
+            parser.add_argument("query", help="the rule, in the language of docs/rules.md")
+            parser.add_argument("--disabled", action="store_true")
+            parser.add_argument("--no-updates", action="store_true", help="no update when the story grows")
+        else:
+            parser.add_argument("--query")
+            parser.add_argument("--no-channels", action="store_true", help="alert nobody (keep the rule)")
+            parser.add_argument("--no-digest", action="store_true", help="one alert per story again")
+            parser.add_argument("--updates", choices=["on", "off"])
+        parser.add_argument("--channel", action="append", help="a channel to alert (repeat for several)")
+        schedule = parser.add_mutually_exclusive_group()
+        schedule.add_argument("--digest-every", metavar="PERIOD", help="one digest per period: 15m, 1h, 1d")
+        schedule.add_argument("--digest-at", metavar="HH:MM", help="one digest a day at this time")
+        parser.add_argument("--timezone", help="of --digest-at (default UTC)")
+    for name, func, text in (("remove", _remover("rule"), "remove a rule added from the UI"),
+                             ("enable", _switch("rule", True), "match a rule added from the UI again"),
+                             ("disable", _switch("rule", False), "stop matching a rule added from the UI")):
+        command(rules_sub, name, func, text).add_argument("name")
+
+    channels = sub.add_parser("channels", help="where alerts go: list, add, remove, test")
+    channels_sub = channels.add_subparsers(dest="channels_command", required=True)
+    command(channels_sub, "list", cmd_channels_list, "configured channels (URLs redacted)", json_output=True)
+    add = command(channels_sub, "add", cmd_channels_add, "add a channel: an Apprise URL, webhook+https://… or "
+                  "jsonl://PATH, or an Airflow connection")
+    add.add_argument("name")
+    target = add.add_mutually_exclusive_group(required=True)
+    target.add_argument("url", nargs="?", help="the URL, or - to read it from standard input (keeps tokens out of "
+                        "the shell history)")
+    target.add_argument("--connection", help="an Airflow connection id holding the URL")
+    add.add_argument("--secret-env", metavar="VAR", help="HMAC key of a webhook+https:// channel, read from this "
+                     "environment variable")
+    command(channels_sub, "remove", _remover("channel"), "remove a channel added from the UI").add_argument("name")
+    command(channels_sub, "test", cmd_channels_test, "send a test message to a channel (exit 1 if refused)"
+            ).add_argument("name")
+
+    config = sub.add_parser("config", help="the part of the configuration added from the UI")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    export = command(config_sub, "export", cmd_config_export, "write the UI-managed part as YAML for the file")
+    export.add_argument("file", nargs="?", help="default: standard output")
+    audit = command(config_sub, "audit", cmd_config_audit, "recent changes: who, when, what", json_output=True)
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--kind", choices=["feed", "rule", "channel"])
+    audit.add_argument("--name")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,12 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
     database.add_argument("action", choices=["start", "stop", "url"])
     database.set_defaults(func=cmd_db)
 
+    listings = {}
     for name, func, text in (
-        ("feeds", cmd_feeds, "feed health: failing feeds first"),
+        ("feeds", cmd_feeds, "feed health, failing feeds first; and the feed list: list, add, edit, remove, "
+                             "enable, disable, import-opml, export-opml"),
         ("stories", cmd_stories, "latest stories"),
         ("alerts", cmd_alerts, "latest alerts with delivery status"),
     ):
-        listing = sub.add_parser(name, help=text)
+        listing = listings[name] = sub.add_parser(name, help=text)
         listing.add_argument("--json", action="store_true", help="JSON instead of a table")
         listing.add_argument("--limit", type=int, default=50)
         listing.set_defaults(func=func)
@@ -258,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_arguments(finder)
     finder.set_defaults(func=search.run_cli)
 
-    rules = sub.add_parser("rules", help="work on alert rules")
+    rules = sub.add_parser("rules", help="alert rules: test, list, add, edit, remove, enable, disable")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     rules_test = rules_sub.add_parser("test", help="what a rule (by name) or a draft query would have matched")
     rules_test.add_argument("rule", help="a rule name from the config, or a query such as 'syria AND strike*'")
@@ -267,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules_test.add_argument("--json", action="store_true", help="JSON instead of a table")
     rules_test.add_argument("--config", help="config file (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)")
     rules_test.set_defaults(func=cmd_rules_test)
+    _add_management_parsers(sub, listings["feeds"], rules_sub)
     return parser
 
 

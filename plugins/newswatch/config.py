@@ -1,8 +1,15 @@
-"""Load and validate the newswatch YAML configuration.
+"""Load and validate the newswatch configuration: the YAML file, and what was added from the UI.
 
-The YAML file is the single source of truth for feeds, rules, channels and network policy. It is
-validated with pydantic so that a broken file gives one clear line per problem (which key, what is
-wrong) instead of a traceback in the middle of a DAG run.
+The YAML file is in charge of everything it declares: feeds, rules, channels, network policy and every other
+section. Feeds, rules and channels may also be added from the UI or the CLI (``newswatch.configstore``); those
+live in the database (``ui_feeds``, ``ui_rules``, ``ui_channels``) and are merged in by
+``load_settings(ui=True)``, as Grafana merges provisioned and UI-made dashboards: each item carries its source
+(``file`` or ``ui``), names are unique across both, and a UI item whose name the file also declares is left out
+and reported (``Settings.ui_problems``), never silently preferred. The file is valid on its own: its rules name
+only its own channels, so it can be checked and run without a database.
+
+Both are validated with the same pydantic models, so a broken item gives one clear line per problem (which
+key, what is wrong) instead of a traceback in the middle of a DAG run.
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = Path("config/newswatch.yaml")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -35,10 +44,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_port(url: str) -> None:
-    """A port outside 1-65535 would only fail later, at the first fetch or send: say so now."""
+def _check_port(url: str, *, numbers_only: bool = False) -> None:
+    """A port outside 1-65535 would only fail later, at the first fetch or send: say so now.
+
+    ``numbers_only`` for Apprise URLs, where what follows the host's colon may be a token rather than a port
+    (``tgram://123456789:AAbb…/chat``, a Telegram bot token): only a number out of range is refused there.
+    """
     match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?(\[[^\]]*\]|[^/?#:]*)(?::([^/?#]*))?", url)
     port = match.group(2) if match else None
+    if numbers_only and port is not None and not port.isdigit():
+        return
     if port is not None and port != "" and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise ValueError(f"port {port[:20]!r} is out of range: a port is a number 1-65535")
 
@@ -56,9 +71,10 @@ def _check_channel_url(url: str) -> None:
     """
     import apprise
 
-    _check_port(url)
     if url.startswith((JSONL_SCHEME, *WEBHOOK_SCHEMES)):
+        _check_port(url)
         return
+    _check_port(url, numbers_only=True)
     scheme = url.split("://", 1)[0]
     with apprise.LogCapture(level=logging.WARNING):  # its complaints would repeat parts of the URL
         usable = apprise.Apprise.instantiate(url) is not None
@@ -67,7 +83,8 @@ def _check_channel_url(url: str) -> None:
                          "token, user or host is missing or malformed; see the Apprise wiki for its format)")
 
 
-Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:-]*$")]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:-]*$"
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=NAME_PATTERN)]
 
 
 class Feed(_Strict):
@@ -398,6 +415,9 @@ class Alerts(_Strict):
                                 "as `timeout: …` and retried, and holds up no other channel")
 
 
+Source = Literal["file", "ui"]
+
+
 class Settings(_Strict):
     feeds: list[Feed] = Field(default_factory=list, description="The feeds to poll")
     rules: list[Rule] = Field(default_factory=list, description="Alert rules, matched against every new article")
@@ -444,9 +464,26 @@ class Settings(_Strict):
             raise ValueError("\n".join(problems))
         return self
 
+    # Set by merge_ui (not fields: they are not keys of the file, and the settings reference skips them).
+    _sources: dict[tuple[str, str], Source] = PrivateAttr(default_factory=dict)
+    _ui_problems: list[tuple[str, str, str]] = PrivateAttr(default_factory=list)  # (kind, name, line)
+
     @property
     def enabled_feeds(self) -> list[Feed]:
         return [feed for feed in self.feeds if feed.enabled]
+
+    def source(self, kind: str, name: str) -> Source:
+        """Where the item ``name`` of ``kind`` (``feeds``, ``rules``, ``channels``) comes from."""
+        return self._sources.get((kind, name), "file")
+
+    @property
+    def ui_problems(self) -> list[str]:
+        """UI-managed items left out, or run with a reference dropped, one line each (empty for the file alone)."""
+        return [line for _, _, line in self._ui_problems]
+
+    def ui_problem(self, kind: str, name: str) -> str | None:
+        """What is wrong with the UI item ``name`` of ``kind`` (``feeds``, ``rules``, ``channels``), if anything."""
+        return "; ".join(line for k, n, line in self._ui_problems if (k, n) == (kind, name)) or None
 
     def channel(self, name: str) -> Channel:
         return next(channel for channel in self.channels if channel.name == name)
@@ -486,6 +523,8 @@ def _format_error(error: dict[str, Any]) -> list[str]:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    if error["type"] == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == NAME_PATTERN:
+        message = "a name holds letters, digits, spaces and _ . : - only, and starts with a letter or digit"
     if not location:
         return message.splitlines()
     return [f"{location}: {line}" for line in message.splitlines()]
@@ -625,10 +664,124 @@ def read_config_text(path: str | os.PathLike[str] | None = None) -> tuple[str, s
                                       "(save the file as UTF-8)"]) from None
 
 
-def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read and validate the config file (see :func:`config_path`)."""
+def load_settings(path: str | os.PathLike[str] | None = None, *, ui: bool = False,
+                  database_url: str | None = None) -> Settings:
+    """Read and validate the config file (see :func:`config_path`); with ``ui``, merge in the UI-managed part.
+
+    ``ui`` reads ``ui_feeds``, ``ui_rules`` and ``ui_channels`` from the database (``database_url``, else
+    :func:`newswatch.db.database_url`) in one short read-only transaction: every task and command that acts
+    on the configuration passes it, so a feed added from the UI is polled. A broken file is a ConfigError as
+    ever; a UI item that no longer fits is left out and reported in ``Settings.ui_problems`` (and logged),
+    so one stale row never stops the pipeline. Without the migration that creates the tables, the UI part is
+    empty.
+    """
     text, name = read_config_text(path)
-    return parse_settings(text, name)
+    settings = parse_settings(text, name)
+    if not ui:
+        return settings
+    merged = merge_ui(settings, read_ui_rows(database_url))
+    for problem in merged.ui_problems:
+        log.warning("UI-managed configuration: %s", problem)
+    return merged
+
+
+# --- the UI-managed part -------------------------------------------------------------------------------------
+
+UI_KINDS = ("feeds", "rules", "channels")
+UI_TABLES = {"feeds": "ui_feeds", "rules": "ui_rules", "channels": "ui_channels"}
+UI_MODELS: dict[str, type[_Strict]] = {"feeds": Feed, "rules": Rule, "channels": Channel}
+_UI_COLUMNS = {
+    "feeds": "name, url, enabled, language, interval_seconds AS interval",
+    "rules": "name, query, channels, enabled, digest, updates",
+    "channels": "name, url, connection, secret",
+}
+_UI_META = "created_by, created_at, updated_by, updated_at"
+
+
+def ui_fields(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The model fields of a ``ui_*`` row (as selected by :func:`read_ui_rows`): what the YAML item would say,
+    without the keys left at their defaults."""
+    model = UI_MODELS[kind]
+    return {key: value for key, value in row.items()
+            if key in model.model_fields and not (value is None and model.model_fields[key].default is None)}
+
+
+def read_ui_rows(database_url: str | None = None, cursor: Any = None) -> dict[str, list[dict[str, Any]]]:
+    """The rows of ``ui_feeds``, ``ui_rules`` and ``ui_channels`` by kind, oldest first, with who and when.
+
+    Reads with ``cursor`` when given (a caller's transaction), else in a short transaction of its own.
+    """
+    if cursor is None:
+        from newswatch import db
+
+        with db.transaction(database_url) as cur:
+            return read_ui_rows(cursor=cur)
+    cursor.execute("SELECT to_regclass('ui_feeds') IS NOT NULL AS present")
+    if not cursor.fetchone()["present"]:
+        return {kind: [] for kind in UI_KINDS}  # before migration 0009: nothing added from the UI yet
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for kind in UI_KINDS:
+        cursor.execute(f"SELECT {_UI_COLUMNS[kind]}, {_UI_META} FROM {UI_TABLES[kind]} ORDER BY created_at, name")
+        rows[kind] = [dict(row) for row in cursor.fetchall()]
+    return rows
+
+
+def _who(row: dict[str, Any]) -> str:
+    when = row.get("created_at")
+    return f"added by {row.get('created_by')}" + (f" on {when:%Y-%m-%d %H:%M} UTC" if isinstance(when, datetime)
+                                                  else "")
+
+
+def validate_ui_item(kind: str, fields: dict[str, Any]) -> tuple[_Strict | None, list[str]]:
+    """The model of one UI item, or None and one line per problem, located like the file's (``url: …``)."""
+    try:
+        return UI_MODELS[kind].model_validate(fields), []
+    except ValidationError as exc:
+        return None, [line for error in exc.errors() for line in _format_error(error)]
+
+
+def merge_ui(settings: Settings, rows: dict[str, list[dict[str, Any]]]) -> Settings:
+    """``settings`` (the file's) with the UI-managed items added, each marked with its source.
+
+    The file wins every name conflict: its item is used, the UI one left out and reported, with who added
+    it, so that the people concerned remove or rename one of them. A UI item that fails its model (the
+    rules language changed, a row edited by hand) is left out and reported; a UI rule naming a channel
+    that no longer exists runs with the channels that do, and that is reported too.
+    """
+    problems: list[tuple[str, str, str]] = []
+    sources: dict[tuple[str, str], Source] = {}
+    merged: dict[str, list[Any]] = {}
+    for kind in UI_KINDS:
+        items = list(getattr(settings, kind))
+        sources.update({(kind, item.name): "file" for item in items})
+        singular = kind[:-1]
+        for row in rows.get(kind, []):
+            name = row["name"]
+            if (kind, name) in sources:
+                problems.append((kind, name, f"{singular} {name!r} ({_who(row)}) has the name of a {singular} "
+                                 "declared in the file: the file's is used and the UI one ignored; remove or rename "
+                                 "one of them"))
+                continue
+            model, errors = validate_ui_item(kind, ui_fields(kind, row))
+            if model is None:
+                problems.extend((kind, name, f"{singular} {name!r} ({_who(row)}) is left out: {error}")
+                                for error in errors)
+                continue
+            items.append(model)
+            sources[(kind, name)] = "ui"
+        merged[kind] = items
+    channel_names = {channel.name for channel in merged["channels"]}
+    for index, rule in enumerate(merged["rules"]):
+        missing = [name for name in rule.channels if name not in channel_names]
+        if missing and sources[("rules", rule.name)] == "ui":
+            problems.append(("rules", rule.name, f"rule {rule.name!r} names channel(s) that do not exist: "
+                             f"{', '.join(map(repr, missing))}; it alerts the others only"))
+            merged["rules"][index] = rule.model_copy(
+                update={"channels": [name for name in rule.channels if name in channel_names]})
+    result = settings.model_copy(update=merged)
+    result._sources = sources
+    result._ui_problems = problems
+    return result
 
 
 def config_warnings(settings: Settings) -> list[str]:

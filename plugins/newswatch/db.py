@@ -18,6 +18,8 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
+from newswatch.text import without_controls
+
 log = logging.getLogger(__name__)
 
 DATABASE_URL_ENV = "NEWSWATCH_DATABASE_URL"
@@ -167,11 +169,6 @@ def transaction(url: str | None = None) -> Iterator[psycopg2.extensions.cursor]:
         pool.put(conn, broken=broken)
 
 
-# Control characters other than tab and line breaks: C0, DEL and C1 (U+0080-U+009F, which some terminals also
-# read as escape sequences).
-_CONTROL_CHARACTERS = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)])
-
-
 def clean_text(value: object) -> object:
     """Text as stored: without control characters (tab and line breaks stay); other values unchanged.
 
@@ -179,7 +176,7 @@ def clean_text(value: object) -> object:
     other controls carry no meaning in news text and would reach operators' terminals (``newswatch stories``)
     and every other reader of the tables as escape sequences.
     """
-    return value.translate(_CONTROL_CHARACTERS) if isinstance(value, str) else value
+    return without_controls(value) if isinstance(value, str) else value
 
 
 def _migrations() -> list[tuple[int, str, str]]:

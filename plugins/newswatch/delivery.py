@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from newswatch.config import JSONL_SCHEME, WEBHOOK_SCHEMES, Channel, Settings
+from newswatch.urls import redact_channel  # the one channel redactor (no secret of a URL in a report)
 
 log = logging.getLogger(__name__)
 
@@ -168,25 +169,6 @@ def _html_link(url: str, text: str) -> str:
     if url.startswith(("http://", "https://")):
         return f'<a href="{escape(url)}">{escape(text)}</a>'
     return escape(text)
-
-
-def redact_channel(url: str) -> str:
-    """A channel URL safe to log: Apprise's own privacy rendering, or the scheme alone."""
-    if url.startswith(JSONL_SCHEME):
-        return url
-    if url.startswith(WEBHOOK_SCHEMES):
-        from newswatch.urls import redact
-
-        return "webhook+" + redact(url.removeprefix("webhook+"))
-    try:
-        import apprise
-
-        instance = apprise.Apprise.instantiate(url)
-        if instance:
-            return instance.url(privacy=True)
-    except Exception:  # noqa: BLE001 - redaction must never fail a delivery report
-        pass
-    return url.split("://", 1)[0] + "://…"
 
 
 def channel_targets(channel: Channel) -> list[str]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
+from newswatch.text import without_controls
+
 _TAG_LIKE = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!--")
 SURROGATES = re.compile("[\ud800-\udfff]")
 _MAX_TEXT_PASSES = 4
@@ -21,7 +23,7 @@ class FeedError(Exception):
 
     def __init__(self, kind: str, message: str):
         self.kind = kind
-        self.message = message
+        self.message = without_controls(message)  # it may quote the server: never an escape sequence
         super().__init__(f"{kind}: {message}")
 
     def __reduce__(self):  # comes back from a worker process with its kind

@@ -33,6 +33,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.connection import create_connection
 
 from newswatch.config import Network
+from newswatch.text import without_controls
 from newswatch.urls import redact
 
 _SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
@@ -45,7 +46,7 @@ class FetchError(Exception):
 
     def __init__(self, kind: str, message: str, status: int | None = None, headers: dict[str, str] | None = None):
         self.kind = kind
-        self.message = message
+        self.message = without_controls(message)  # it may quote the server: never an escape sequence
         self.status = status
         self.headers = headers or {}  # response headers (lower-case keys) of an HTTP error, e.g. Retry-After
         super().__init__(f"{kind}: {message}")

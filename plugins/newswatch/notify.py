@@ -8,6 +8,7 @@ cannot be read (often the very reason the task failed), ``$NEWSWATCH_OPERATOR_UR
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -60,7 +61,12 @@ class OperatorNotifier(BaseNotifier):
         key = hashlib.sha256(f"{ti.dag_id}\x1f{task}\x1f{run_id}\x1f{ti.try_number}".encode()).hexdigest()[:32]
         message = TaskFailureMessage(key, ti.dag_id, task, run_id, ti.try_number, error)
         try:
-            targets = delivery.operator_targets(load_settings())
+            settings = load_settings()
+            # An operator channel may be one added from the UI; the database may also be why the task failed,
+            # and then the file's channels are what there is.
+            with contextlib.suppress(Exception):
+                settings = load_settings(ui=True)
+            targets = delivery.operator_targets(settings)
         except ConfigError:
             targets = []
         if not targets and os.environ.get(OPERATOR_URL_ENV):

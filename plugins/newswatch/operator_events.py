@@ -46,10 +46,13 @@ def deliver_operator_events(settings: Settings) -> dict[str, int]:
 
     Each event is leased (``newswatch.outbox``), sent outside any transaction to the channels that have
     not accepted it yet, and the outcome recorded, so a retry after a partial failure sends no
-    duplicates. Without operator channels an event is logged (at WARNING) and marked delivered.
+    duplicates. Without operator channels an event is logged (at WARNING) and marked delivered. A target
+    that timed out is not asked again in this run (it would cost every later event its deadline): events
+    left for it alone are given back, no attempt counted, for the next run.
     """
-    counts = {"sent": 0, "failed": 0, "logged": 0}
+    counts = {"sent": 0, "failed": 0, "logged": 0, "deferred": 0}
     targets = delivery.operator_targets(settings)
+    stalled: set[str] = set()
     for event_id in outbox.due("operator_events", f"delivered_at IS NULL AND attempts < {MAX_ATTEMPTS}"):
         with db.transaction() as cur:
             cur.execute(
@@ -60,6 +63,11 @@ def deliver_operator_events(settings: Settings) -> dict[str, int]:
             event = cur.fetchone()
         delivered = list(event["delivered_to"])
         errors = []
+        pending = [(key, deliver) for key, deliver in targets if key not in delivered and key not in stalled]
+        if targets and not pending:
+            outbox.release("operator_events", event["id"])  # only stalled targets left
+            counts["deferred"] += 1
+            continue
         if not targets:
             log.warning("operator event %s (%s): %s", event["id"], event["kind"], event["message"])
             counts["logged"] += 1
@@ -71,18 +79,19 @@ def deliver_operator_events(settings: Settings) -> dict[str, int]:
                 message=event["message"],
                 created_at=event["created_at"].isoformat(),
             )
-            for key, deliver in targets:
-                if key in delivered:
-                    continue
+            for key, deliver in pending:
                 try:
                     deliver(message)
                 except Exception as exc:  # noqa: BLE001 - Apprise and plugins raise anything; keep the others going
+                    if isinstance(exc, delivery.DeliveryError) and exc.kind == "timeout":
+                        stalled.add(key)
                     # DeliveryError messages carry redacted URLs; for anything else keep the type only.
                     detail = str(exc) if isinstance(exc, delivery.DeliveryError) else type(exc).__name__
                     errors.append(f"{key if not key.startswith('url:') else 'operator URL ' + key}: {detail}")
                 else:
                     delivered.append(key)
         done = all(key in delivered for key, _ in targets)
+        counted = bool(targets) and (done or bool(errors))  # not an attempt when only a stalled target is left
         with db.transaction() as cur:
             cur.execute(
                 """
@@ -90,10 +99,12 @@ def deliver_operator_events(settings: Settings) -> dict[str, int]:
                     delivered_at = CASE WHEN %s THEN now() END, lease_until = NULL
                 WHERE id = %s
                 """,
-                (delivered, 1 if targets else 0, "; ".join(errors)[:1000] or None, done, event["id"]),
+                (delivered, int(counted), "; ".join(errors)[:1000] or None, done, event["id"]),
             )
         if targets and done:
             counts["sent"] += 1
+        elif targets and not errors:
+            counts["deferred"] += 1
         elif targets:
             counts["failed"] += 1
             log.warning("operator event %s not delivered everywhere: %s", event["id"], "; ".join(errors))

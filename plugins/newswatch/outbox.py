@@ -10,7 +10,7 @@ same holds for a send cut at its deadline (``alerts.send_timeout``) after the re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 
 from newswatch import db
@@ -20,8 +20,9 @@ LEASE = timedelta(minutes=5)
 TABLES = ("alerts", "digests", "operator_events")
 
 
-def claim(table: str, due: str, skip: Iterable[int] = ()) -> int | None:
-    """Lease the oldest due row of ``table`` (``due``: its SQL condition) not in ``skip``; its id, or None."""
+def claim(table: str, due: str, skip: Iterable[int] = (), params: Sequence[object] = ()) -> int | None:
+    """Lease the oldest due row of ``table`` (``due``: its SQL condition, with ``params`` for its
+    placeholders) not in ``skip``; its id, or None."""
     if table not in TABLES:
         raise ValueError(f"not an outbox table: {table}")
     with db.transaction() as cur:
@@ -33,16 +34,24 @@ def claim(table: str, due: str, skip: Iterable[int] = ()) -> int | None:
                         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING id
             """,
-            (LEASE, sorted(skip)),
+            (LEASE, *params, sorted(skip)),
         )
         row = cur.fetchone()
         return row["id"] if row else None
 
 
-def due(table: str, condition: str) -> Iterator[int]:
+def due(table: str, condition: str, params: Sequence[object] = ()) -> Iterator[int]:
     """Claim the due rows of ``table`` one by one, each at most once per call: the one sending loop of every
     outbox (the caller sends and records each id before asking for the next)."""
     attempted: set[int] = set()
-    while (row_id := claim(table, condition, attempted)) is not None:
+    while (row_id := claim(table, condition, attempted, params)) is not None:
         attempted.add(row_id)
         yield row_id
+
+
+def release(table: str, row_id: int) -> None:
+    """Give a claimed row back unsent (no attempt counted): it is due again at once, for the next run."""
+    if table not in TABLES:
+        raise ValueError(f"not an outbox table: {table}")
+    with db.transaction() as cur:
+        cur.execute(f"UPDATE {table} SET lease_until = NULL WHERE id = %s", (row_id,))

@@ -59,7 +59,7 @@ def run_cycle(
     from newswatch.poller import poll_feeds
     from newswatch.stories import assign_stories
 
-    settings = settings or load_settings()
+    settings = settings or load_settings(ui=True)
     totals: dict[str, int] = {}
     started = time.monotonic()
 

@@ -1,12 +1,25 @@
 """Text folding shared by every stage: one normaliser, so that rules, near-duplicate shingles, boilerplate
-lines and extraction compare text the same way (case, accents, typography, whitespace)."""
+lines and extraction compare text the same way (case, accents, typography, whitespace); and one filter of
+control characters for whatever a stranger's document or server says."""
 
 from __future__ import annotations
 
 import functools
 import unicodedata
 
-__all__ = ["normalize_text"]
+__all__ = ["normalize_text", "without_controls"]
+
+# C0 controls but tab and line breaks, DEL and the C1 controls.
+_CONTROL_CHARACTERS = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)])
+
+
+def without_controls(text: str) -> str:
+    """``text`` without control characters (tab and line breaks stay).
+
+    PostgreSQL text cannot hold NUL; ESC, BEL and the other controls carry no meaning in news text or in an
+    error quoting a server's answer, and would reach operators' terminals as escape sequences.
+    """
+    return text.translate(_CONTROL_CHARACTERS)
 
 _TYPOGRAPHY = str.maketrans(
     {

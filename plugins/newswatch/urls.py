@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
-__all__ = ["TRACKING_PARAMS", "TRACKING_PREFIXES", "canonicalize_url", "is_same_site", "site_of"]
+__all__ = ["TRACKING_PARAMS", "TRACKING_PREFIXES", "canonicalize_url", "is_same_site", "redact", "redact_channel",
+           "site_of"]
 
 # Query parameters that only identify the campaign or click that led to a page, never the page
 # itself. Matched case-insensitively on the decoded parameter name. Anything not listed is kept:
@@ -113,9 +114,42 @@ def redact(url: str) -> str:
     """The URL without query string or credentials, safe for logs and error messages."""
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return "<invalid url>"
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    if port:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
+
+
+# The prefixes of newswatch.config.JSONL_SCHEME and WEBHOOK_SCHEMES, repeated: this module imports no other.
+_JSONL_SCHEME = "jsonl://"
+_WEBHOOK_PREFIX = "webhook+"
+
+
+def redact_channel(url: str) -> str:
+    """A channel URL safe to show: in pages, commands, the audit and delivery errors.
+
+    A channel URL is not a feed URL: Apprise keeps its tokens in the host and path (``tgram://TOKEN/chat``,
+    ``discord://id/TOKEN``, a Slack ``https://hooks.slack.com/services/…/TOKEN`` URL) and request headers in
+    the query (``json://host/?+Authorization=…``). So: ``jsonl://PATH`` is shown as it is (a local file);
+    ``webhook+http(s)://`` as :func:`redact` shows it (no credentials, no query); any other URL as Apprise's
+    privacy rendering (``tgram://1...Z/chat``, passwords as ``****``) without its query string; and when
+    Apprise cannot read it, the scheme alone.
+    """
+    if url.startswith(_JSONL_SCHEME):
+        return url
+    if url.startswith(_WEBHOOK_PREFIX):
+        return _WEBHOOK_PREFIX + redact(url.removeprefix(_WEBHOOK_PREFIX))
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    try:
+        import apprise
+
+        instance = apprise.Apprise.instantiate(url)  # its log lines about a URL it cannot read show the scheme only
+        if instance:
+            private = instance.url(privacy=True)
+            return private.split("?", 1)[0] + ("?…" if "?" in url else "")
+    except Exception:  # noqa: BLE001 - redacting must never fail the report it is part of
+        pass
+    return f"{scheme}://…" if scheme else "…"
