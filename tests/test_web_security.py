@@ -150,27 +150,38 @@ feeds:
 """
 
 
-def test_settings_feeds_page_shows_sources_and_edit_controls_to_editors_only(login, database_url, query,
-                                                                             tmp_path, monkeypatch):
+def test_settings_feeds_page_shows_both_sources_and_edit_controls_to_editors_only(login, database_url, query,
+                                                                                  tmp_path, monkeypatch):
+    from newswatch import configstore
     from newswatch.web.app import app
 
     config = tmp_path / "newswatch.yaml"
     config.write_text(FEEDS_YAML)
     monkeypatch.setenv("NEWSWATCH_CONFIG", str(config))
     query("INSERT INTO feeds (name, url, consecutive_failures, last_error_kind) VALUES ('broken', 'x', 2, 'timeout')")
+    configstore.add_feed("added-here", "https://ui.example/feed?key=UI-SECRET", language="de", actor="alice <a>")
+    configstore.add_feed("later", "https://later.example/rss", actor="bob")
+    config.write_text(FEEDS_YAML + '  - {name: later, url: "https://file.example/later"}\n')  # now both declare it
 
     viewer = login(app, "viewer").get("/settings/feeds")
     assert viewer.status_code == 200
     html = viewer.text
-    assert "SECRET" not in html and "reader" not in html and "https://jdm.example/rss?…" in html
-    assert html.count("file · read-only") == 3 and f"declared in {config}: change it there" in html
+    assert "SECRET" not in html and "reader" not in html
+    assert "https://jdm.example/rss?…" in html and "https://ui.example/feed?…" in html
+    assert html.count("file · read-only") == 4 and f"declared in {config}: change it there" in html
+    assert html.count('title="added from the UI: editable here">UI</span>') == 2
+    assert "by alice &lt;a&gt;, " in html and "by bob, " in html
+    assert html.index(">jdm<") < html.index(">added-here<")  # the file's first
+    conflicts = html[html.index("<ul class='error'>"):].split("</ul>")[0].replace("&#39;", "'")
+    assert "feed 'later' (" in conflicts and "the file's is used and the UI one ignored" in conflicts
+    assert '<span class="failed">not used</span>' in html
     assert '<span class="failing">failing</span>' in html and '<span class="disabled">disabled</span>' in html
     assert "900 s" in html and "adaptive" in html
     assert "Read-only: your Airflow role" in html and "<th>Actions</th>" not in html
     assert '<a href="../settings/feeds" class=on>Settings</a>' in html  # relative links, the nav item on
 
     admin = login(app, "admin").get("/settings/feeds").text
-    assert "Read-only" not in admin and "<th>Actions</th>" in admin and admin.count("edit in the file") == 3
+    assert "Read-only" not in admin and "<th>Actions</th>" in admin and admin.count("edit in the file") == 4
 
     config.write_text("feeds:\n  - {name: x, url: 'ftp://nope'}\n")
     broken = login(app, "viewer").get("/settings/feeds").text

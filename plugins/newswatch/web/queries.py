@@ -254,61 +254,38 @@ def merges_into(cur, story_id: int) -> list[dict]:
     return cur.fetchall()
 
 
+
 # --- configuration ------------------------------------------------------------------------------------
-
-SOURCE_FILE = "file"  # declared in the YAML file: managed there, shown read-only by the pages
-SOURCE_UI = "ui"  # added from the pages (the configuration store, issue 14): editable there
-
-
-@dataclass(frozen=True)
-class ConfiguredFeed:
-    """One configured feed as the configuration pages show it: its settings, where it is declared, its state."""
-
-    name: str
-    url: str  # redacted like every feed URL shown by the pages
-    enabled: bool
-    language: str | None
-    interval: int | None
-    source: str  # SOURCE_FILE or SOURCE_UI
-    origin: str  # the file that declares it (or, for SOURCE_UI, who added it)
-    state: str  # ok, failing, new or disabled (newswatch.metrics.feed_state)
-
-    @property
-    def editable(self) -> bool:
-        """Only what the pages added may be changed there: the file stays in charge of what it declares."""
-        return self.source == SOURCE_UI
 
 
 @dataclass(frozen=True)
 class FeedConfiguration:
-    feeds: list[ConfiguredFeed]
+    """The configured feeds of both sources, as the configuration pages show them."""
+
+    feeds: list[Any]  # newswatch.configstore.Item: the file's first, then those added from the UI
+    states: dict[str, str]  # polling state by feed name (ok, failing, new, disabled: metrics.feed_state)
     path: str  # the config file read
     problems: list[str]  # why that file cannot be used, one line each (``feeds`` is then empty)
+    conflicts: list[str]  # UI items the merge left out or changed (a name the file also declares, …)
 
 
-def configured_feeds(cur, path: str | None = None) -> FeedConfiguration:
-    """The feeds of the configuration with their source, joined to their polling state in the feeds table.
+def configured_feeds(cur) -> FeedConfiguration:
+    """Every configured feed, merged from the file and the UI as the pipeline merges them, with its state.
 
-    Today every feed comes from the YAML file; the configuration store adds the feeds people add from the
-    pages (source ``ui``) to the same list. A file that cannot be used is reported, not raised: the page
-    that shows the configuration is where one looks when it is wrong.
+    ``newswatch.configstore`` does the merge and says, per item, its source and what is wrong with it; this
+    adds each feed's polling state from the feeds table. A file that cannot be used is reported, not raised:
+    the page that shows the configuration is where one looks when it is wrong.
     """
-    from newswatch import config
-    from newswatch.urls import redact
+    from newswatch import config, configstore
 
+    path = str(config.config_path())
     try:
-        settings = config.load_settings(path)
+        view = configstore.overview()
     except config.ConfigError as exc:
-        return FeedConfiguration([], exc.path, exc.problems)
-    origin = str(config.config_path() if path is None else path)
-    cur.execute("SELECT * FROM feeds WHERE name = ANY(%s)", ([feed.name for feed in settings.feeds],))
+        return FeedConfiguration([], {}, exc.path, exc.problems, [])
+    items = view.items["feed"]
+    cur.execute("SELECT * FROM feeds WHERE name = ANY(%s)", ([item.name for item in items],))
     stored = {row["name"]: row for row in cur.fetchall()}
-    feeds = [
-        ConfiguredFeed(
-            name=feed.name, url=redact(feed.url), enabled=feed.enabled, language=feed.language,
-            interval=feed.interval, source=SOURCE_FILE, origin=origin,
-            state=metrics.feed_state({**stored.get(feed.name, {}), "enabled": feed.enabled}),
-        )
-        for feed in settings.feeds
-    ]
-    return FeedConfiguration(feeds, origin, [])
+    states = {item.name: metrics.feed_state({**stored.get(item.name, {}), "enabled": item.enabled})
+              for item in items}
+    return FeedConfiguration(items, states, path, [], view.problems)
