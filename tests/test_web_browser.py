@@ -144,6 +144,10 @@ def test_editor_changes_through_a_form_and_a_reader_cannot(browser, shots, airfl
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
+    from newswatch import configstore
+
+    configstore.add_feed("added-from-ui", "https://ui.example/feed?key=SECRET", language="de", actor="alice",
+                         config=ROOT / "config" / "newswatch.yaml", database_url=database_url)
     users = {"admin": ("admin", PASSWORD), "reader": ("viewer", "reader-password")}
     with running_api_server(tmp_path, database_url, users=users,
                             extra_plugins={"newswatch_probe_plugin.py": PLUGIN_SOURCE}) as base:
@@ -155,6 +159,8 @@ def test_editor_changes_through_a_form_and_a_reader_cannot(browser, shots, airfl
         expect(frame.get_by_role("heading", name="Feed settings")).to_be_visible()
         expect(frame.get_by_text("bbc-world")).to_be_visible()
         expect(frame.get_by_text("file · read-only").first).to_be_visible()
+        expect(frame.get_by_text("https://ui.example/feed?…")).to_be_visible()  # added from the UI, redacted
+        expect(frame.get_by_text("by alice,")).to_be_visible()
         expect(frame.get_by_role("columnheader", name="Actions")).to_be_visible()
         expect(frame.get_by_text("Read-only: your Airflow role")).to_have_count(0)
         shots(page, "06-settings-feeds-editor")
