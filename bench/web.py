@@ -71,14 +71,15 @@ BENCH_PLUGIN = '''
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI
 
-from newswatch import web
+from newswatch.web.app import _AUTH
+from newswatch.web.queries import reading
 
 bench = FastAPI()
 
 
-@bench.get("/select1", dependencies=web._AUTH)
+@bench.get("/select1", dependencies=_AUTH)
 def select1():
-    with web._reading() as cur:
+    with reading() as cur:
         cur.execute("SELECT 1 AS one")
         return cur.fetchone()
 

@@ -1,6 +1,6 @@
 """Registers the newswatch pages in the Airflow UI (Browse → newswatch) and mounts their app at /newswatch.
 
-The app (``newswatch.web``) serves stories, alerts, feed health and search behind Airflow's login, plus the
+The app (``newswatch.web.app``) serves stories, alerts, feed health and search behind Airflow's login, plus the
 public ``/newswatch/health`` and ``/newswatch/metrics`` (Prometheus counts). See docs/ui.md. Its listener
 (``newswatch.airflow_pool``) creates the Airflow pool of the mapped tasks when an Airflow component starts.
 
@@ -36,6 +36,6 @@ class NewswatchPlugin(AirflowPlugin):
     @property
     def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
         """The web app, imported on first use (Airflow reads this on plugin instances, never on the class)."""
-        from newswatch.web import app
+        from newswatch.web.app import app
 
         return [{"app": app, "url_prefix": "/newswatch", "name": "newswatch"}]

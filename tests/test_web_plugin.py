@@ -37,18 +37,32 @@ def test_plugin_is_registered_with_a_nav_item(airflow_db):
 
 
 @contextmanager
-def running_api_server(workdir: Path, database_url: str, password: str = PASSWORD):
-    """A real ``airflow api-server`` on a free loopback port with user admin / ``password``; yields its URL."""
+def running_api_server(workdir: Path, database_url: str, password: str = PASSWORD, *,
+                       users: dict[str, tuple[str, str]] | None = None, extra_plugins: dict[str, str] | None = None):
+    """A real ``airflow api-server`` on a free loopback port; yields its URL.
+
+    Its users are admin / ``password``, or ``users`` ({name: (SimpleAuthManager role, password)}).
+    ``extra_plugins`` ({file name: source}) are loaded next to the newswatch plugin (they may import ``tests``).
+    """
     port = free_port()
+    users = users or {"admin": ("admin", password)}
     passwords = workdir / "passwords.json"
-    passwords.write_text(json.dumps({"admin": password}))
+    passwords.write_text(json.dumps({name: secret for name, (_, secret) in users.items()}))
     env = os.environ.copy()
     env.update(
         NEWSWATCH_DATABASE_URL=database_url,
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=",".join(f"{name}:{role}" for name, (role, _) in users.items()),
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
         AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
     )
+    if extra_plugins:
+        plugins = workdir / "plugins"
+        plugins.mkdir()
+        (plugins / "newswatch_plugin.py").write_text((ROOT / "plugins" / "newswatch_plugin.py").read_text())
+        for name, source in extra_plugins.items():
+            (plugins / name).write_text(source)
+        env.update(AIRFLOW__CORE__PLUGINS_FOLDER=str(plugins),
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]))
     log_path = workdir / "api-server.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -144,7 +158,7 @@ def seed_newsroom(query) -> dict[str, int]:
 def client(database_url):
     from fastapi.testclient import TestClient
 
-    from newswatch import web
+    from newswatch.web import app as web
 
     web.app.dependency_overrides[web._AUTH[0].dependency] = lambda: None
     try:
@@ -298,15 +312,15 @@ def test_feed_urls_are_shown_without_credentials_or_query(client, query):
 
 
 def test_sparkline_and_highlight_helpers():
-    from newswatch import web
+    from newswatch.web import render as web
 
     svg = web.sparkline([0, 1, 5, 2], "rule <x>")
     assert svg.startswith("<svg") and "rule &lt;x&gt;: 0, 1, 5, 2" in svg and "polyline" in svg
-    assert web._highlight("a \x02<b>\x03 c \x02open") == "a <mark>&lt;b&gt;</mark> c <mark>open</mark>"
-    assert web._highlight("\x03stray\x02") == "stray<mark></mark>"
+    assert web.highlight("a \x02<b>\x03 c \x02open") == "a <mark>&lt;b&gt;</mark> c <mark>open</mark>"
+    assert web.highlight("\x03stray\x02") == "stray<mark></mark>"
     for url, ok in (("https://a.example/x", True), ("HTTP://a.example", True), ("javascript:alert(1)", False),
                     (" https://a.example", False), ("https:///nohost", False), ("data:text/html,x", False)):
-        assert web._is_web_url(url) is ok, url
+        assert web.is_web_url(url) is ok, url
 
 
 def test_metrics_are_prometheus_counts(client, query):
