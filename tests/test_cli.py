@@ -129,8 +129,11 @@ def test_postgresql_stopped_mid_ingest_then_restarted_loses_no_article(tmp_path,
         items.append({"title": f"Report {number}", "link": site.url(path)})
     site.routes["/feed.xml"] = Route(200, rss("wire", items), {"Content-Type": "application/rss+xml"})
     config = tmp_path / "newswatch.yaml"
+    # Deadlines far above how long stopping PostgreSQL may take on a busy machine: the held page must still be
+    # in flight when the database is gone (a cut fetch would let the run finish before the stop).
     config.write_text(yaml.safe_dump({"feeds": [{"name": "wire", "url": site.url("/feed.xml")}],
-                                      "network": {"allow_networks": ["127.0.0.1/32"]},
+                                      "network": {"allow_networks": ["127.0.0.1/32"], "read_timeout": 150,
+                                                  "total_timeout": 300},
                                       "polling": {"worker_processes": 1, "article_workers": 1}}))
     env = {**os.environ, "NEWSWATCH_DATABASE_URL": url, "PYTHONPATH": str(ROOT / "plugins")}
     command = [sys.executable, "-m", "newswatch.cli", "poll", "--config", str(config)]
