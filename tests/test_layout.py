@@ -3,6 +3,8 @@ and the module map in docs/architecture.md naming exactly the modules there are.
 
 Every import counts, also those inside functions (a lazy import is still a dependency). A new module must be
 given its stage here, which is the point: the place of each piece of code is a decision, not an accident.
+Modules of sub-packages are found too and named by their dotted path below `newswatch` (`rules.lexer`; a
+sub-package's `__init__.py` is the sub-package itself, `rules`).
 """
 
 from __future__ import annotations
@@ -28,22 +30,54 @@ STAGES: dict[str, tuple[str, ...]] = {
 }
 
 
+def _name(path: Path) -> str:
+    """A module's dotted name below newswatch: `text`, `rules.lexer`, `rules` for rules/__init__.py;
+    the package's own `__init__.py` keeps that name."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _files() -> dict[str, Path]:
+    """Every module of the package, sub-packages included, by name (see `_name`)."""
+    return {_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
 def _modules() -> set[str]:
-    return {path.stem for path in PACKAGE.glob("*.py")}
+    return set(_files())
+
+
+def _known(name: str, modules: set[str]) -> str | None:
+    """The module `name` (dotted, below newswatch) is, or the nearest package holding it; None if neither."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
 
 
 def _imports(module: str) -> set[str]:
-    """The newswatch modules ``module`` imports, at the top or inside a function."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "newswatch":
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("newswatch."):
-            found.add(node.module.split(".")[1])
+    """The newswatch modules ``module`` imports, at the top or inside a function.
+
+    `from newswatch.rules import lexer` imports the module `rules.lexer`, `from newswatch.rules import Rule`
+    the package `rules`; a relative import is read against the module's own package.
+    """
+    modules, path = _modules(), _files()[module]
+    package = module if path.name == "__init__.py" and module != "__init__" else module.rpartition(".")[0]
+    found: set[str | None] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # from . import x, from ..text import y
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if package else []
+                source = ".".join([*base, *filter(None, [node.module])])
+            elif node.module == "newswatch" or (node.module or "").startswith("newswatch."):
+                source = node.module.removeprefix("newswatch").removeprefix(".")
+            else:
+                continue
+            found.update(_known(f"{source}.{alias.name}".lstrip("."), modules) for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[1] for alias in node.names if alias.name.startswith("newswatch."))
-    return found & _modules() - {module}
+            found.update(_known(alias.name.removeprefix("newswatch."), modules)
+                         for alias in node.names if alias.name.startswith("newswatch."))
+    return {name for name in found if name is not None} - {module}
 
 
 def test_every_module_has_a_stage() -> None:
@@ -99,7 +133,9 @@ def test_the_module_map_names_exactly_the_modules() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     table = text[text.index("## Module map"):]
     table = table[:table.index("\n## ", 1)]
-    named = set(re.findall(r"`(?:\.\./)?([a-z_]+)\.py`", table)) - {"newswatch_plugin"}
+    table = "\n".join(line for line in table.splitlines() if line.startswith("|"))  # not the text above it
+    paths = re.findall(r"`(?:\.\./)?([a-z_]+(?:/[a-z_]+)*)\.py`", table)
+    named = {path.removesuffix("/__init__").replace("/", ".") for path in paths} - {"newswatch_plugin"}
     modules = _modules() - {"__init__"}
     assert named == modules, (f"docs/architecture.md, Module map: missing {sorted(modules - named)}, "
                               f"naming modules that do not exist {sorted(named - modules)}")
