@@ -19,8 +19,11 @@ PACKAGE = ROOT / "plugins" / "newswatch"
 # In the order the data walks the pipeline; a module may import its own stage and earlier ones only.
 STAGES: dict[str, tuple[str, ...]] = {
     # what every stage uses: text folding, URLs, storage, configuration (which checks rules with the rule
-    # language and the retention section with its parser), worker processes, output formatting
-    "shared": ("__init__", "text", "urls", "db", "output", "config", "retention", "rules", "workers"),
+    # language and the retention section with its parser), the rule language (a package, its modules in
+    # the order they import one another), worker processes, output formatting
+    "shared": ("__init__", "text", "urls", "db", "output", "config", "retention",
+               "rules.errors", "rules.documents", "rules.regex", "rules.lexer", "rules.syntax", "rules.parser",
+               "rules", "workers"),
     "ingest": ("fetcher", "hostslots", "schedule", "entries", "feeds", "jsonfeed", "language", "extract",
                "boilerplate", "dedup", "ingest", "poller"),
     "stories": ("entities", "meaning", "stories"),
@@ -127,6 +130,13 @@ def test_no_import_cycle() -> None:
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_sub_package_modules_are_found_and_named_by_dotted_path() -> None:
+    assert {"rules", "rules.lexer", "rules.parser"} <= _modules()
+    assert "rules" in _imports("alerting")  # from newswatch.rules import …: the package
+    assert {"rules.lexer", "rules.syntax"} <= _imports("rules.parser")  # from newswatch.rules.lexer import …
+    assert "rules.parser" in _imports("rules")
 
 
 def test_the_module_map_names_exactly_the_modules() -> None:
