@@ -61,6 +61,7 @@ if str(ROOT / "plugins") not in sys.path:
     sys.path.insert(0, str(ROOT / "plugins"))
 
 from newswatch import rules as R  # noqa: E402  (after the sys.path line above)
+from newswatch.rules import documents, syntax  # noqa: E402  (private: the tree's nodes, the stem cache)
 
 HEADING = "## Keyword rules (`bench/rules.py`)"
 
@@ -205,39 +206,39 @@ Texts = dict[str, str]  # "all" / "title" / "body" -> lowercased raw text
 Check = Callable[[Texts, R.Document], bool]
 
 
-def _term_regex(term: R._Term) -> str:
+def _term_regex(term: syntax._Term) -> str:
     words = re.findall(r"[\w*]+", term.source.lower())
     return r"\b" + r"\W+".join(r"\w*".join(map(re.escape, w.split("*"))) for w in words) + r"\b"
 
 
 def naive(node: object) -> Check:
     """The baseline's matcher for one parsed rule: one `re` per term, evaluated on raw lowercased text."""
-    if isinstance(node, R._Term):
+    if isinstance(node, syntax._Term):
         pattern, where = re.compile(_term_regex(node)), node.scope or "all"
         return lambda texts, doc: pattern.search(texts[where]) is not None
-    if isinstance(node, R._Regex):
+    if isinstance(node, syntax._Regex):
         pattern, where = node.pattern, node.scope or "all"
         return lambda texts, doc: pattern.search(texts[where]) is not None
-    if isinstance(node, R._Field):
+    if isinstance(node, syntax._Field):
         scope, value = node.scope, node.value
         if scope == "feed":
             return lambda texts, doc: doc.feed.lower() == value
         if scope == "site":
             return lambda texts, doc: doc.site == value or doc.site.endswith("." + value)
         return lambda texts, doc: (lang := (doc.language or "").lower()) == value or lang.startswith(value + "-")
-    if isinstance(node, R._Near):
+    if isinstance(node, syntax._Near):
         left = "(?:" + "|".join(_term_regex(t) for t in node.left) + ")"
         right = "(?:" + "|".join(_term_regex(t) for t in node.right) + ")"
         gap = rf"\W+(?:\w+\W+){{0,{node.distance - 1}}}"
         pattern = re.compile(f"{left}{gap}{right}|{right}{gap}{left}")
         where = node.left[0].scope or "all"
         return lambda texts, doc: pattern.search(texts[where]) is not None
-    if isinstance(node, R._Not):
+    if isinstance(node, syntax._Not):
         child = naive(node.child)
         return lambda texts, doc: not child(texts, doc)
-    if isinstance(node, R._And | R._Or):
+    if isinstance(node, syntax._And | syntax._Or):
         children = [naive(child) for child in node.children]
-        if isinstance(node, R._And):
+        if isinstance(node, syntax._And):
             return lambda texts, doc: all(child(texts, doc) for child in children)
         return lambda texts, doc: any(child(texts, doc) for child in children)
     raise TypeError(node)
@@ -298,7 +299,7 @@ def measure(all_systems: tuple[System, ...], articles: list[R.Document], sample:
         for system in [first, *others] if number in sample else [first]:
             if system.newswatch:
                 R.prepare.cache_clear()
-                R._DOCUMENT_STEMS = system.stems
+                documents._DOCUMENT_STEMS = system.stems
             start = time.perf_counter()
             found = system.match(doc)
             elapsed = time.perf_counter() - start
