@@ -135,6 +135,12 @@ def audit_lines(entry: configstore.AuditEntry) -> list[str]:
     return entry.changes()
 
 
+def _lines(text: str) -> str:
+    """A textarea's text with the line breaks the rule file has: browsers send CRLF, which would shift every
+    position the parser reports and end up in the stored query."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 80 else text[:79] + "…"
@@ -323,6 +329,7 @@ def rule_save(request: Request, name: FormText = "", query: FormText = "", origi
               days: Annotated[int, Form(ge=1, le=365)] = 7, language: FormText = "",
               do: FormText = "save") -> Response:
     """Preview a draft (``do=preview``: what it would have matched) or save it; errors at their position."""
+    query = _lines(query)
     form = {"name": original or name.strip(), "query": query, "channels": channels, "days": days,
             "language": language}
     if do == "preview":
@@ -352,6 +359,7 @@ def rule_preview(request: Request, name: str = "", query: str = "",
         if item is None:
             return render.error_page(request, "Rule not found", f"There is no rule named {name!r}.", 404)
         query = item.fields.get("query", "")
+    query = _lines(query)
     preview, syntax, error = _preview(query, days, language) if query.strip() else (None, None, None)
     return _page(request, "settings_rule_preview.html", title=f"Preview of {name}" if name else "Rule preview",
                  section="settings/rules", status_code=200 if error is None else 400, name=name, query=query,
