@@ -299,6 +299,12 @@ def test_a_new_user_configures_feeds_a_rule_and_a_channel_and_gets_the_alert(
         expect(frame.get_by_text("Feed 'Le Journal du Monde' added.")).to_be_visible()
         shots(page, "13-feed-added")
         assert query("SELECT count(*) AS n FROM ui_feeds") == [{"n": OPML_FEEDS + 1}]
+        with page.expect_download() as download:  # the OPML download, from inside the Airflow UI's iframe
+            frame.get_by_role("link", name="Download OPML").click()
+        from newswatch import opml as opml_module
+
+        exported = opml_module.parse_opml(Path(download.value.path()).read_bytes())
+        assert len(exported.outlines) == OPML_FEEDS + 2  # the file's feed, the 20 imported, the one added
 
         # 3. A webhook channel: its URL never shown again in clear; a test message, and its outcome.
         frame.get_by_role("link", name="Channels").click()

@@ -398,6 +398,27 @@ def test_channels_are_added_redacted_tested_and_removed(admin, viewer, webhook, 
     assert removed.status_code == 303 and query("SELECT * FROM ui_channels") == []
 
 
+def test_a_name_both_sources_declare_is_reported_on_each_page(viewer, config):
+    """The file later declares names added from the UI: its items are used, the UI ones shown as not used."""
+    from newswatch import configstore
+
+    configstore.add_feed("later-feed", "https://ui.example/rss", actor="alice")
+    configstore.add_channel("later-hook", url="json://ui.example/hook", actor="alice")
+    configstore.add_rule("later-rule", "syria", channels=["later-hook"], actor="alice")
+    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    document["feeds"].append({"name": "later-feed", "url": "https://file.example/rss"})
+    document["channels"].append({"name": "later-hook", "url": "json://file.example/hook"})
+    document["rules"].append({"name": "later-rule", "query": "quake", "channels": ["later-hook"]})
+    config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    for page, kind, name in (("/settings/feeds", "feed", "later-feed"), ("/settings/rules", "rule", "later-rule"),
+                             ("/settings/channels", "channel", "later-hook")):
+        html = text_of(viewer.get(page).text)
+        conflicts = html[html.index("<ul class='error'>"):].split("</ul>")[0]
+        assert f"{kind} '{name}' (added by alice" in conflicts, page
+        assert "the file's is used and the UI one ignored" in conflicts, page
+        assert html.count(f"<td>{name}<div class='error small'>") == 1, page  # the UI copy, marked
+
+
 # --- changes ------------------------------------------------------------------------------------------
 
 
