@@ -125,6 +125,35 @@ def airflow_db() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+def simple_user(role: str):
+    """A user of Airflow's SimpleAuthManager with ``role`` (viewer, user, op, admin), named ``<role>-user``."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return SimpleAuthManagerUser(username=f"{role}-user", role=role)
+
+
+@pytest.fixture(scope="module")
+def auth_manager(airflow_db):
+    """Airflow's configured auth manager (SimpleAuthManager here), initialised as the API server does."""
+    from airflow.api_fastapi.app import init_auth_manager
+
+    return init_auth_manager()
+
+
+@pytest.fixture
+def login(auth_manager):
+    """A TestClient of ``app`` logged in as a user of ``role`` through Airflow's ``_token`` cookie (None: nobody)."""
+    from fastapi.testclient import TestClient
+
+    def client_for(app, role: str | None) -> TestClient:
+        client = TestClient(app)
+        if role:
+            client.cookies.set("_token", auth_manager.generate_jwt(simple_user(role)))
+        return client
+
+    return client_for
+
+
 @pytest.fixture
 def site():
     from tests.servers import LoopbackServer

@@ -13,37 +13,13 @@ import re
 import pytest
 import requests
 
+from tests.conftest import simple_user
 from tests.web_probe import PLUGIN_SOURCE, PREFIX, make_app
 
 ROLES = ("viewer", "user", "op", "admin")  # SimpleAuthManager's roles, weakest first
 
 
-@pytest.fixture(scope="module")
-def auth_manager(airflow_db):
-    """Airflow's configured auth manager (SimpleAuthManager here), initialised as the API server does."""
-    from airflow.api_fastapi.app import init_auth_manager
-
-    return init_auth_manager()
-
-
-def user(role: str):
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    return SimpleAuthManagerUser(username=f"{role}-user", role=role)
-
-
-@pytest.fixture
-def login(auth_manager):
-    """A TestClient of ``app`` logged in as a user of ``role`` through Airflow's ``_token`` cookie (None: nobody)."""
-    from fastapi.testclient import TestClient
-
-    def client_for(app, role: str | None) -> TestClient:
-        client = TestClient(app)
-        if role:
-            client.cookies.set("_token", auth_manager.generate_jwt(user(role)))
-        return client
-
-    return client_for
+user = simple_user  # a SimpleAuthManager user of a role, named <role>-user
 
 
 def _token(html: str) -> str:

@@ -15,11 +15,15 @@ Pages (server-rendered HTML from Jinja2 templates, no JavaScript, nothing fetche
 - ``/alerts?status=…&before=…``: the alert outbox with delivery attempts;
 - ``/feeds?page=…``: feed health, failing feeds first, with daily article and error sparklines;
 - ``/search?q=…&language=…&since=…&page=…``: full-text search in each article's language (newswatch.search);
-- ``/settings/feeds``: the configured feeds and where each is declared (the file's are read-only here).
+- ``/settings/feeds``, ``/settings/rules``, ``/settings/channels``: the configuration of both sources, the
+  file's read-only; editors add a feed (checked on the spot), import and download OPML, write a rule with its
+  preview, add and test a channel, enable, disable, edit and remove what was added from the UI;
+- ``/settings/changes``: who changed the configuration, what and when (the audit log), for every user.
 
 JSON twins live under ``/api/``. The package:
 
 - ``app``: the FastAPI app, its routes and error answers;
+- ``config_pages``: the Settings pages and their forms, on ``newswatch.configstore`` (included by ``app``);
 - ``queries``: what the pages read (SQL, one read-only transaction per request, the configured feeds);
 - ``render``: the Jinja2 environment (autoescaping), template helpers, the page answer and its CSP;
 - ``security``: the login dependency, who may edit configuration (Airflow's auth manager), CSRF tokens;

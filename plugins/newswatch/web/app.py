@@ -3,7 +3,8 @@
 Mounted by the Airflow plugin under ``/newswatch`` (see ``newswatch.web``). Each HTML route reads through
 ``queries`` in one read-only transaction and renders a template through ``render.page``; each JSON route
 returns the same rows. Every route but ``/health`` and ``/metrics`` depends on ``_AUTH`` (Airflow's login);
-routes that change configuration add ``security.EDITOR`` (may edit, CSRF token).
+routes that change configuration add ``security.EDITOR`` (may edit, CSRF token). The Settings pages and their
+forms live in ``config_pages`` and are included here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from newswatch import db, metrics, search
-from newswatch.web import queries, render, security
+from newswatch.web import config_pages, queries, render, security
 from newswatch.web.queries import reading
 
 # No /docs or /redoc: FastAPI's pages load their scripts from a CDN.
@@ -26,6 +27,8 @@ app = FastAPI(title="newswatch", description="Stories, alerts, feed health and s
               docs_url=None, redoc_url=None)
 # Airflow's login on every non-public route (401 without a valid token cookie or bearer header).
 _AUTH = [Depends(security.authenticated)]
+# The Settings pages (feeds, rules, channels, changes) and the forms that change the configuration.
+app.include_router(config_pages.router)
 
 PAGE_SIZE = 25
 OVERVIEW_ALERTS = 10
@@ -176,16 +179,6 @@ def search_html(request: Request, q: str = "", language: str = "", since: str = 
     except search.SearchError as exc:
         return render.page(request, "search.html", status_code=400, **{**context, "error": str(exc)})
     return render.page(request, "search.html", **{**context, "result": result})
-
-
-@app.get("/settings/feeds", response_class=HTMLResponse, dependencies=_AUTH)
-def settings_feeds(request: Request) -> HTMLResponse:
-    """The configured feeds and where each is declared; YAML-declared ones are read-only here."""
-    with reading() as cur:
-        configuration = queries.configured_feeds(cur)
-    return render.page(request, "settings_feeds.html", title="Feed settings", active="settings",
-                       settings_page="settings/feeds",
-                       configuration=configuration)
 
 
 # --- routes: JSON -------------------------------------------------------------------------------------

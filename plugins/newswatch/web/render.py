@@ -26,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 from markupsafe import Markup
 
 from newswatch import search
+from newswatch.urls import redact
 from newswatch.web import security
 from newswatch.web.queries import SPARK_DAYS
 
@@ -131,7 +132,7 @@ ENV = Environment(
     lstrip_blocks=True,
     auto_reload=False,  # the API server loads plugins once; templates change with the code
 )
-ENV.filters.update(when=when, score=score)
+ENV.filters.update(when=when, score=score, redact=redact)
 ENV.tests["web_url"] = is_web_url
 ENV.globals.update(
     plural=plural, rules_by_activity=rules_by_activity, spark_points=spark_points,
