@@ -46,7 +46,7 @@ _COLUMNS: dict[str, dict[str, str]] = {
     "feed": {"name": "name", "url": "url", "enabled": "enabled", "language": "language",
              "interval": "interval_seconds"},
     "rule": {"name": "name", "query": "query", "channels": "channels", "enabled": "enabled", "digest": "digest",
-             "updates": "updates"},
+             "updates": "updates", "min_similarity": "min_similarity"},
     "channel": {"name": "name", "url": "url", "connection": "connection", "secret": "secret"},
 }
 MAX_ACTOR = 200
@@ -427,19 +427,22 @@ def update_feed(name: str, *, url: str = KEEP, language: str | None = KEEP, inte
 
 
 def add_rule(name: str, query: str, *, channels: Iterable[str] = (), enabled: bool = True,
-             digest: dict[str, Any] | None = None, updates: bool = True, actor: str, detail: str | None = None,
-             config: str | os.PathLike[str] | None = None, database_url: str | None = None) -> Item:
+             digest: dict[str, Any] | None = None, updates: bool = True, min_similarity: float | None = None,
+             actor: str, detail: str | None = None, config: str | os.PathLike[str] | None = None,
+             database_url: str | None = None) -> Item:
     """Add a rule; a syntax error is an InvalidItem with ``field='query'`` and its ``position``."""
     return _add("rule", {"name": name, "query": query, "channels": list(channels), "enabled": enabled,
-                         "digest": digest, "updates": updates}, actor, detail, config, database_url)
+                         "digest": digest, "updates": updates, "min_similarity": min_similarity}, actor, detail,
+                config, database_url)
 
 
 def update_rule(name: str, *, query: str = KEEP, channels: Iterable[str] = KEEP,
-                digest: dict[str, Any] | None = KEEP, updates: bool = KEEP, actor: str, detail: str | None = None,
-                config: str | os.PathLike[str] | None = None, database_url: str | None = None) -> Item:
-    """Change a UI rule's query, channels, digest (None: none) or updates."""
+                digest: dict[str, Any] | None = KEEP, updates: bool = KEEP, min_similarity: float | None = KEEP,
+                actor: str, detail: str | None = None, config: str | os.PathLike[str] | None = None,
+                database_url: str | None = None) -> Item:
+    """Change a UI rule's query, channels, digest (None: none), updates or min_similarity (None: the default)."""
     changes = {"query": query, "channels": channels if channels is KEEP else list(channels), "digest": digest,
-               "updates": updates}
+               "updates": updates, "min_similarity": min_similarity}
     return _update("rule", name, changes, "update", actor, detail, config, database_url)
 
 
