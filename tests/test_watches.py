@@ -7,6 +7,7 @@ French seed with its English and German versions; a rail strike and Syrian peace
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,3 +142,33 @@ def test_like_a_story_matches_its_own_articles_and_not_the_others(tmp_path, arch
 
 def test_model_name_here_is_the_meaning_layers():
     assert watches.MODEL == meaning.MODEL
+
+
+def test_rules_test_shows_the_similarity_and_the_near_misses(tmp_path, archive, capsys):
+    from newswatch.cli import main
+
+    assign_stories(Settings())
+    config = tmp_path / "newswatch.yaml"
+    config.write_text("feeds: []\nrules: []\n", encoding="utf-8")
+    assert main(["rules", "test", 'about:"US military strikes in Syria"', "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "draft query: 1 stories (3 articles) matched" in out
+    assert 'about:"US military strikes in Syria", similarity 0.' in out and "near-misses" not in out
+
+    assert main(["rules", "test", 'about:"US military strikes in Syria"', "--min-similarity", "0.55",
+                 "--config", str(config), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["near_miss"] is True and "(below 0.55)" in row["near"]
+
+
+def test_check_config_validates_meaning_terms(tmp_path, archive, capsys):
+    from newswatch.cli import main
+
+    config = tmp_path / "newswatch.yaml"
+    config.write_text('rules:\n  - name: example\n    query: "like:999999"\n', encoding="utf-8")
+    assert main(["check-config", str(config)]) == 1
+    assert "like:999999 names no story" in capsys.readouterr().err
+
+    config.write_text('rules:\n  - name: bad\n    query: \'about:"x" AND like:abc\'\n', encoding="utf-8")
+    assert main(["check-config", str(config)]) == 1
+    assert "col 19: 'like:' takes a story id" in capsys.readouterr().err

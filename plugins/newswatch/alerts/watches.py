@@ -82,6 +82,18 @@ def vectors(cur, terms: dict[str, MeaningTerm]) -> Vectors:
     return Vectors(found, like, {key: term for key, term in terms.items() if key not in ready})
 
 
+TERMS_CTE = """terms(key, embedding) AS (
+    SELECT key, embedding FROM rule_meanings WHERE key = ANY(%(about)s) AND model = %(model)s
+    UNION ALL SELECT k, v::vector FROM unnest(%(like_keys)s::text[], %(like_vectors)s::text[]) AS l(k, v)
+)"""
+
+
+def terms_params(ready: Vectors) -> dict:
+    """The parameters of ``TERMS_CTE``: the ready vectors as a relation (key, embedding)."""
+    return {"about": ready.about, "model": MODEL, "like_keys": list(ready.like),
+            "like_vectors": list(ready.like.values())}
+
+
 def similarities(cur, article_ids: list[int], ready: Vectors, at_least: float
                  ) -> dict[int, tuple[tuple[str, float], ...]]:
     """For each article with a meaning, its cosine similarity to every ready vector, those >= ``at_least``
@@ -89,18 +101,14 @@ def similarities(cur, article_ids: list[int], ready: Vectors, at_least: float
     if not article_ids or not (ready.about or ready.like):
         return {}
     cur.execute(
-        """
-        WITH terms(key, embedding) AS (
-            SELECT key, embedding FROM rule_meanings WHERE key = ANY(%(about)s) AND model = %(model)s
-            UNION ALL SELECT k, v::vector FROM unnest(%(like_keys)s::text[], %(like_vectors)s::text[]) AS l(k, v)
-        )
+        f"""
+        WITH {TERMS_CTE}
         SELECT m.article_id, t.key, 1 - (m.embedding <=> t.embedding) AS similarity
         FROM article_meanings m CROSS JOIN terms t
         WHERE m.article_id = ANY(%(ids)s) AND m.embedding IS NOT NULL
           AND 1 - (m.embedding <=> t.embedding) >= %(floor)s
         """,
-        {"about": ready.about, "model": MODEL, "like_keys": list(ready.like), "like_vectors": list(ready.like.values()),
-         "ids": article_ids, "floor": at_least},
+        {**terms_params(ready), "ids": article_ids, "floor": at_least},
     )
     found: dict[int, list[tuple[str, float]]] = {}
     for row in cur.fetchall():

@@ -256,7 +256,7 @@ def assign_stories(settings: Settings) -> dict[str, int]:
             counts["articles"] += len(articles)
 
 
-def embed_rule_meanings(settings: Settings, rules: Iterable | None = None) -> int:
+def embed_rule_meanings(settings: Settings, rules: Iterable | None = None, *, database_url: str | None = None) -> int:
     """Vectors of the about-term descriptions of ``rules`` (``newswatch.rules.Rule``; default: the enabled
     rules of ``settings``) that ``rule_meanings`` lacks, computed in the meaning workers outside any
     transaction; returns how many were stored. A failure is logged and retried on the next call: match_rules
@@ -266,7 +266,7 @@ def embed_rule_meanings(settings: Settings, rules: Iterable | None = None) -> in
     wanted = {term.key: term.value for rule in rules for term in rule.meanings if term.kind == "about"}
     if not wanted:
         return 0
-    with db.transaction() as cur:
+    with db.transaction(database_url) as cur:
         cur.execute("SELECT key FROM rule_meanings WHERE key = ANY(%s) AND model = %s", (list(wanted), meaning.MODEL))
         for row in cur.fetchall():
             wanted.pop(row["key"], None)
@@ -279,7 +279,7 @@ def embed_rule_meanings(settings: Settings, rules: Iterable | None = None) -> in
     except WorkerFailure as exc:
         log.warning("embedding %d rule description(s) failed (%s): retried on the next run", len(keys), exc)
         return 0
-    with db.transaction() as cur:
+    with db.transaction(database_url) as cur:
         psycopg2.extras.execute_values(
             cur,
             "INSERT INTO rule_meanings (key, model, description, embedding) VALUES %s ON CONFLICT (key) DO UPDATE "
