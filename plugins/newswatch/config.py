@@ -188,8 +188,9 @@ class Rule(_Strict):
                           "sources, send one update (never more)")
     min_similarity: float | None = Field(default=None, ge=0.0, le=1.0, description="Threshold of the rule's meaning "
                                          "terms (`about:`, `like:`): the cosine similarity an article's meaning must "
-                                         "reach; default 0.40, chosen by bench/watches.py (docs/rules.md tells how to "
-                                         "tune it from the near-misses of `newswatch rules test`)")
+                                         "reach; default 0.40 (a topic watch: see docs/rules.md for the benchmark's "
+                                         "precision at each threshold and how to tune it from the near-misses of "
+                                         "`newswatch rules test`)")
 
     @field_validator("query")
     @classmethod

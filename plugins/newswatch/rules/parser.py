@@ -40,7 +40,7 @@ _LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{1,8})*")
 _STORY_ID = re.compile(r"[0-9]{1,18}")
 _URL = re.compile(r"https?://[^\s/?#]+\S*", re.IGNORECASE)
 MAX_DESCRIPTION = 500  # characters of an about-term: a sentence or two is what the model places well
-DEFAULT_MIN_SIMILARITY = 0.40  # chosen on the development part of bench/watches.py; see docs/rules.md
+DEFAULT_MIN_SIMILARITY = 0.40  # a topic watch; bench/watches.py's precision per threshold is in docs/rules.md
 
 
 def _compile_word(text: str, position: int) -> _Word:
