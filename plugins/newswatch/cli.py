@@ -13,7 +13,17 @@ from collections.abc import Callable, Sequence
 import psycopg2
 
 from newswatch import db, metrics, search
-from newswatch.config import UI_KINDS, ConfigError, config_path, config_warnings, load_settings, merge_ui, read_ui_rows
+from newswatch.alerts.watches import NEAR_MISS
+from newswatch.config import (
+    UI_KINDS,
+    ConfigError,
+    Settings,
+    config_path,
+    config_warnings,
+    load_settings,
+    merge_ui,
+    read_ui_rows,
+)
 from newswatch.output import print_json, print_rows, print_table
 from newswatch.urls import redact
 
@@ -40,7 +50,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_PROBLEMS_FOUND
-    for warning in config_warnings(settings):
+    for warning in config_warnings(settings) + _description_warnings(settings):
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{path}: OK ({len(settings.enabled_feeds)} enabled feeds, {len(settings.rules)} rules, "
           f"{len(settings.channels)} channels)")
@@ -51,6 +61,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
               f"{db.DATABASE_URL_ENV}, or start the embedded one with `newswatch db start`)", file=sys.stderr)
         return 0
     merged = merge_ui(settings, rows)
+    meaning_problems = _check_meaning_terms(merged)
+    if meaning_problems:
+        print(f"meaning terms: {len(meaning_problems)} problem(s)", file=sys.stderr)
+        for problem in meaning_problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_PROBLEMS_FOUND
     if merged.ui_problems:
         print(f"UI-managed part (database): {len(merged.ui_problems)} problem(s)", file=sys.stderr)
         for problem in merged.ui_problems:
@@ -61,6 +77,45 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"UI-managed part (database): OK ({added['feeds']} feeds, {added['rules']} rules, "
           f"{added['channels']} channels added from the UI)")
     return 0
+
+
+def _description_warnings(settings: Settings) -> list[str]:
+    """About-terms written in a language the meaning model does not read: they would match nothing."""
+    from newswatch.ingest.language import detect_language
+    from newswatch.stories.meaning import LANGUAGES
+
+    warnings = []
+    for rule in settings.rules:
+        for term in rule.compiled().meanings:
+            language = detect_language(term.value) if term.kind == "about" else None
+            if language is not None and language not in LANGUAGES:
+                known = ", ".join(sorted(LANGUAGES))
+                warnings.append(f"rules: {rule.name!r}: {term.label} reads as {language!r}, a language the meaning "
+                                f"model does not read: describe the story in one it does ({known})")
+    return warnings
+
+
+def _check_meaning_terms(settings: Settings) -> list[str]:
+    """Meaning terms against the archive: a like: must name a story or article that has a meaning; an about:
+    description not embedded yet is only noted (the next cluster_stories run embeds it)."""
+    from newswatch.alerts import watches
+
+    rules = [(rule.name, rule.compiled()) for rule in settings.rules if rule.enabled]
+    with db.transaction() as cur:
+        vectors = watches.vectors(cur, watches.terms_of(compiled for _, compiled in rules))
+    problems = []
+    for name, compiled in rules:
+        for term in compiled.meanings:
+            if term.key not in vectors.missing:
+                continue
+            if term.kind == "like":
+                problems.append(f"rule {name!r}: {term.label} names no story or article with a meaning in the archive "
+                                "(a story id of `newswatch stories`, or the URL of a fetched article in a language "
+                                "the model reads)")
+            else:
+                print(f"note: rule {name!r}: {term.label} is embedded by the next cluster_stories run (until then "
+                      "the rule holds the articles it cannot judge)", file=sys.stderr)
+    return problems
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
@@ -185,29 +240,39 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    """Show what a configured rule (of the file or the UI), or a draft query, would have matched in the archive."""
+    """Show what a configured rule (of the file or the UI), or a draft query, would have matched in the archive,
+    with the similarity of each meaning match and the near-misses just below the threshold."""
     from newswatch.configstore import InvalidItem, preview_rule
 
-    query = args.rule
+    query, settings, min_similarity = args.rule, None, args.min_similarity
     try:
         settings = load_settings(args.config, ui=True)
         configured = next((rule for rule in settings.rules if rule.name == args.rule), None)
         if configured is not None:
             query = configured.query
+            if min_similarity is None:
+                min_similarity = configured.min_similarity
     except ConfigError:
         configured = None
     try:
-        preview = preview_rule(query, days=args.days, limit=args.limit)
+        preview = preview_rule(query, days=args.days, limit=args.limit, min_similarity=min_similarity,
+                               settings=settings)
     except InvalidItem as exc:
         print(f"newswatch: {exc}", file=sys.stderr)
         print(f"  {query}\n  {' ' * (exc.position or 0)}^", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for term in preview.unresolved:
+        print(f"warning: {term} has no vector, so it matches nothing (see docs/rules.md)", file=sys.stderr)
     source = f"rule {args.rule!r}" if configured else "draft query"
-    if not args.json:
-        print(f"{source}: {preview.matched_stories} stories ({preview.matched_articles} articles) "
-              f"matched among {preview.scanned} articles of the last {args.days} days")
-    print_rows(preview.stories, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"],
-               args.json)
+    if args.json:  # the matched stories, then the near-misses marked as such
+        print_json([*preview.stories, *({**row, "near_miss": True} for row in preview.near_misses)])
+        return 0
+    print(f"{source}: {preview.matched_stories} stories ({preview.matched_articles} articles) "
+          f"matched among {preview.scanned} articles of the last {args.days} days")
+    print_rows(preview.stories, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"], False)
+    if preview.near_misses:
+        print(f"\nnear-misses (within {NEAR_MISS:.2f} below the threshold; lower min_similarity to include them):")
+        print_rows(preview.near_misses, ["story", "language", "title", "near"], False)
     return 0
 
 
@@ -621,6 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     rules_test.add_argument("rule", help="a rule name from the config, or a query such as 'syria AND strike*'")
     rules_test.add_argument("--days", type=int, default=7, help="how far back to look (default 7)")
     rules_test.add_argument("--limit", type=int, default=50)
+    rules_test.add_argument("--min-similarity", type=float, default=None,
+                            help="threshold of about:/like: terms (default: the rule's min_similarity, else 0.40)")
     rules_test.add_argument("--json", action="store_true", help="JSON instead of a table")
     rules_test.add_argument("--config", help="config file (default: $NEWSWATCH_CONFIG or config/newswatch.yaml)")
     rules_test.set_defaults(func=cmd_rules_test)

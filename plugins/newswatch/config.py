@@ -186,6 +186,11 @@ class Rule(_Strict):
                                   "Europe/Paris}`")
     updates: bool = Field(default=True, description="When an alerted story later gains a language or at least two "
                           "sources, send one update (never more)")
+    min_similarity: float | None = Field(default=None, ge=0.0, le=1.0, description="Threshold of the rule's meaning "
+                                         "terms (`about:`, `like:`): the cosine similarity an article's meaning must "
+                                         "reach; default 0.40 (a topic watch: see docs/rules.md for the benchmark's "
+                                         "precision at each threshold and how to tune it from the near-misses of "
+                                         "`newswatch rules test`)")
 
     @field_validator("query")
     @classmethod
@@ -197,6 +202,12 @@ class Rule(_Strict):
         except RuleSyntaxError as exc:
             raise ValueError(f"invalid query: {exc}") from None
         return value
+
+    def compiled(self) -> Any:
+        """The rule compiled with its threshold (a ``newswatch.rules.Rule``)."""
+        from newswatch.rules import compile_rule
+
+        return compile_rule(self.query, self.min_similarity)
 
 
 class Channel(_Strict):
@@ -692,7 +703,7 @@ UI_TABLES = {"feeds": "ui_feeds", "rules": "ui_rules", "channels": "ui_channels"
 UI_MODELS: dict[str, type[_Strict]] = {"feeds": Feed, "rules": Rule, "channels": Channel}
 _UI_COLUMNS = {
     "feeds": "name, url, enabled, language, interval_seconds AS interval",
-    "rules": "name, query, channels, enabled, digest, updates",
+    "rules": "name, query, channels, enabled, digest, updates, min_similarity",
     "channels": "name, url, connection, secret",
 }
 _UI_META = "created_by, created_at, updated_by, updated_at"
@@ -791,4 +802,8 @@ def config_warnings(settings: Settings) -> list[str]:
         if ipaddress.ip_network(cidr, strict=False).prefixlen == 0:
             warnings.append(f"network.allow_networks: {cidr!r} admits every address, so feeds and the pages they "
                             "link to can reach this machine's private services; list only the networks needed")
+    for rule in settings.rules:
+        if rule.min_similarity is not None and not rule.compiled().meanings:
+            warnings.append(f"rules: {rule.name!r} sets min_similarity but has no about: or like: term, so it "
+                            "has no effect")
     return warnings

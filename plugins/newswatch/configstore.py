@@ -46,7 +46,7 @@ _COLUMNS: dict[str, dict[str, str]] = {
     "feed": {"name": "name", "url": "url", "enabled": "enabled", "language": "language",
              "interval": "interval_seconds"},
     "rule": {"name": "name", "query": "query", "channels": "channels", "enabled": "enabled", "digest": "digest",
-             "updates": "updates"},
+             "updates": "updates", "min_similarity": "min_similarity"},
     "channel": {"name": "name", "url": "url", "connection": "connection", "secret": "secret"},
 }
 MAX_ACTOR = 200
@@ -291,44 +291,74 @@ class RulePreview:
     stories: list[dict[str, Any]]
     matched_stories: int
     by_language: dict[str, int]
+    # Stories not matched whose articles came within ``watches.NEAR_MISS`` of a meaning term's threshold, nearest
+    # first, each with the term and its similarity: what one looks at to tune ``min_similarity``.
+    near_misses: list[dict[str, Any]] = field(default_factory=list)
+    # Meaning terms that have no vector (a like: naming nothing in the archive; a description the workers failed).
+    unresolved: list[str] = field(default_factory=list)
 
 
 def preview_rule(query: str, *, days: int = 7, limit: int = 50, language: str | None = None,
+                 min_similarity: float | None = None, settings: Settings | None = None,
                  database_url: str | None = None) -> RulePreview:
     """Match ``query`` against the stored archive, as the rule engine will match new articles: the engine of
     ``newswatch rules test`` and of a rules page's preview. ``language`` keeps articles of that language only.
 
-    InvalidItem (``field='query'``, ``position``) for a query that does not parse. The articles are streamed
-    from a read-only transaction (a server-side cursor), never all loaded.
+    InvalidItem (``field='query'``, ``position``) for a query that does not parse. The descriptions of its
+    about-terms are embedded first, in the meaning workers (``settings`` sizes them), outside any transaction;
+    the articles are then streamed from a read-only transaction (a server-side cursor), never all loaded,
+    each with its similarities to the meaning terms computed by pgvector, as match_rules computes them.
     """
     from datetime import UTC, timedelta
 
     from psycopg2.extras import RealDictCursor
 
+    from newswatch.alerts import watches
     from newswatch.rules import Document, RuleSyntaxError, compile_rule
 
     try:
-        rule = compile_rule(query)
+        rule = compile_rule(query, min_similarity)
     except RuleSyntaxError as exc:
         raise InvalidItem(f"invalid query: {exc}", [f"query: invalid query: {exc}"], field="query",
                           position=exc.position) from None
+    terms = watches.terms_of([rule])
+    if any(term.kind == "about" for term in terms.values()):
+        from newswatch.stories.grouping import embed_rule_meanings
+
+        embed_rule_meanings(settings or Settings(), [rule], database_url=database_url)
     since = datetime.now(UTC) - timedelta(days=days)
     stories: dict[int, dict[str, Any]] = {}
+    near: dict[int, dict[str, Any]] = {}
     by_language: dict[str, int] = {}
     scanned = matched = 0
     conn = db.connect(database_url)
     try:
         conn.set_session(readonly=True)
+        with conn, conn.cursor(cursor_factory=RealDictCursor) as plain:
+            vectors = watches.vectors(plain, terms)
+        lateral = _PREVIEW_MEANINGS if vectors.ready else "LEFT JOIN LATERAL (SELECT NULL::text[] AS keys, " \
+                                                          "NULL::float8[] AS sims) s ON true"
         with conn, conn.cursor("rule_preview", cursor_factory=RealDictCursor) as cur:
             cur.itersize = 500
             cur.execute(
-                "SELECT story_id, title, body, language, feed, fetched_at FROM articles "
-                "WHERE fetched_at >= %s AND (%s::text IS NULL OR language = %s) ORDER BY fetched_at DESC",
-                (since, language, language))
+                f"WITH {watches.TERMS_CTE} SELECT a.id, a.story_id, a.title, a.body, a.language, a.feed, "
+                f"a.fetched_at, s.keys, s.sims FROM articles a {lateral} WHERE a.fetched_at >= %(since)s "
+                "AND (%(language)s::text IS NULL OR a.language = %(language)s) ORDER BY a.fetched_at DESC",
+                {**watches.terms_params(vectors), "floor": watches.floor([rule], watches.NEAR_MISS),
+                 "since": since, "language": language})
             for article in cur:
                 scanned += 1
-                document = Document(article["title"], article["body"], article["language"], article["feed"])
+                meanings = tuple(zip(article["keys"] or (), (round(s, 4) for s in article["sims"] or ()),
+                                     strict=True))
+                document = Document(article["title"], article["body"], article["language"], article["feed"],
+                                    meanings=meanings)
                 if not rule.matches(document):
+                    missed = rule.near_misses(document, watches.NEAR_MISS)
+                    best = max((s for _, s in meanings), default=0.0)
+                    if missed and best > near.get(article["story_id"], {}).get("best", -1.0):
+                        near[article["story_id"]] = {"story": article["story_id"], "title": article["title"],
+                                                     "language": article["language"], "near": missed[0],
+                                                     "best": best}
                     continue
                 matched += 1
                 by_language[article["language"] or "?"] = by_language.get(article["language"] or "?", 0) + 1
@@ -342,7 +372,19 @@ def preview_rule(query: str, *, days: int = 7, limit: int = 50, language: str | 
         conn.close()
     rows = [{**story, "feeds": sorted(story["feeds"]), "languages": sorted(story["languages"])}
             for story in stories.values()][:max(0, limit)]
-    return RulePreview(query, days, scanned, matched, rows, len(stories), dict(sorted(by_language.items())))
+    misses = sorted((row for story_id, row in near.items() if story_id not in stories), key=lambda row: -row["best"])
+    return RulePreview(query, days, scanned, matched, rows, len(stories), dict(sorted(by_language.items())),
+                       [{key: row[key] for key in ("story", "title", "language", "near")} for row in misses[:limit]],
+                       [term.label for term in vectors.missing.values()])
+
+
+# Each article's similarities to the ready meaning terms (``watches.TERMS_CTE``), those worth showing only.
+_PREVIEW_MEANINGS = """
+LEFT JOIN LATERAL (
+    SELECT array_agg(t.key) AS keys, array_agg(1 - (m.embedding <=> t.embedding)) AS sims
+    FROM article_meanings m CROSS JOIN terms t
+    WHERE m.article_id = a.id AND m.embedding IS NOT NULL AND 1 - (m.embedding <=> t.embedding) >= %(floor)s
+) s ON true"""
 
 
 def audit_log(*, limit: int = 50, kind: Kind | None = None, name: str | None = None,
@@ -427,19 +469,22 @@ def update_feed(name: str, *, url: str = KEEP, language: str | None = KEEP, inte
 
 
 def add_rule(name: str, query: str, *, channels: Iterable[str] = (), enabled: bool = True,
-             digest: dict[str, Any] | None = None, updates: bool = True, actor: str, detail: str | None = None,
-             config: str | os.PathLike[str] | None = None, database_url: str | None = None) -> Item:
+             digest: dict[str, Any] | None = None, updates: bool = True, min_similarity: float | None = None,
+             actor: str, detail: str | None = None, config: str | os.PathLike[str] | None = None,
+             database_url: str | None = None) -> Item:
     """Add a rule; a syntax error is an InvalidItem with ``field='query'`` and its ``position``."""
     return _add("rule", {"name": name, "query": query, "channels": list(channels), "enabled": enabled,
-                         "digest": digest, "updates": updates}, actor, detail, config, database_url)
+                         "digest": digest, "updates": updates, "min_similarity": min_similarity}, actor, detail,
+                config, database_url)
 
 
 def update_rule(name: str, *, query: str = KEEP, channels: Iterable[str] = KEEP,
-                digest: dict[str, Any] | None = KEEP, updates: bool = KEEP, actor: str, detail: str | None = None,
-                config: str | os.PathLike[str] | None = None, database_url: str | None = None) -> Item:
-    """Change a UI rule's query, channels, digest (None: none) or updates."""
+                digest: dict[str, Any] | None = KEEP, updates: bool = KEEP, min_similarity: float | None = KEEP,
+                actor: str, detail: str | None = None, config: str | os.PathLike[str] | None = None,
+                database_url: str | None = None) -> Item:
+    """Change a UI rule's query, channels, digest (None: none), updates or min_similarity (None: the default)."""
     changes = {"query": query, "channels": channels if channels is KEEP else list(channels), "digest": digest,
-               "updates": updates}
+               "updates": updates, "min_similarity": min_similarity}
     return _update("rule", name, changes, "update", actor, detail, config, database_url)
 
 

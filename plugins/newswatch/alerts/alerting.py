@@ -30,11 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from newswatch import db
-from newswatch.alerts import outbox
+from newswatch.alerts import outbox, watches
 from newswatch.alerts.delivery import AlertMessage, DeliveryError, DigestMessage, Message, send_to_channel
 from newswatch.config import Rule as RuleConfig
 from newswatch.config import Settings
-from newswatch.rules import Document, Rule, RuleSet, compile_rule
+from newswatch.rules import Document, Rule, RuleSet
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def idempotency_key(*parts: object) -> str:
 
 
 def compiled_rules(settings: Settings) -> list[tuple[RuleConfig, Rule]]:
-    return [(rule, compile_rule(rule.query)) for rule in settings.rules if rule.enabled]
+    return [(rule, rule.compiled()) for rule in settings.rules if rule.enabled]
 
 
 def match_rules(settings: Settings) -> dict[str, int]:
@@ -59,10 +59,25 @@ def match_rules(settings: Settings) -> dict[str, int]:
     Rules are evaluated outside any transaction (it is CPU work: a lock held meanwhile would stall story
     merges of those articles); the alerts are then recorded, and the articles marked, in one short
     transaction over the rows still unmatched, so that a concurrent or retried run adds nothing twice.
+    Meaning terms (``about:``, ``like:``) get each article's similarities from PostgreSQL
+    (``newswatch.alerts.watches``); a rule whose description has no vector yet keeps the articles it could
+    not judge in a backlog, judged first thing once the vector is there.
     """
     rules = compiled_rules(settings)
     ruleset = RuleSet(rule for _, rule in rules)  # evaluates only rules whose required terms occur
-    counts = {"articles": 0, "matches": 0, "new_alerts": 0, "updates": 0}
+    counts = {"articles": 0, "matches": 0, "new_alerts": 0, "updates": 0, "held": 0, "from_backlog": 0}
+    terms = watches.terms_of(rule for _, rule in rules)
+    at_least = watches.floor(rule for _, rule in rules)
+    with db.transaction() as cur:
+        vectors = watches.vectors(cur, terms)
+    waiting = [config.name for config, rule in rules
+               if any(term.key in vectors.missing and term.kind == "about" for term in rule.meanings)]
+    if vectors.missing:
+        log.warning("meaning terms without a vector yet: %s (rules %s judge new articles without them and "
+                    "hold those articles until it is there)",
+                    ", ".join(term.label for term in vectors.missing.values()), ", ".join(waiting) or "none")
+    if terms:
+        _match_backlog(rules, vectors, waiting, at_least, counts)
     after = 0
     while True:
         with db.transaction() as cur:
@@ -74,32 +89,64 @@ def match_rules(settings: Settings) -> dict[str, int]:
                 (after, _MATCH_BATCH),
             )
             articles = cur.fetchall()
+            meanings = watches.similarities(cur, [article["id"] for article in articles], vectors, at_least)
         if not articles:
             return counts
         after = articles[-1]["id"]
         matches: dict[int, list[tuple[RuleConfig, list[str]]]] = {}
         for article in articles:
-            document = Document(title=article["title"], body=article["body"], language=article["language"],
-                                feed=article["feed"], site=article["canonical_url"])
+            document = _document(article, meanings)
             found = [(config, rule.explain(document))
                      for config, rule in (rules[index] for index in ruleset.matching_indices(document))]
             if found:
                 matches[article["id"]] = found
-        counts["articles"] += _record_matches([article["id"] for article in articles], matches, counts)
+        counts["articles"] += _record_matches([article["id"] for article in articles], matches, counts, waiting)
         if len(articles) < _MATCH_BATCH:
             return counts
 
 
+def _document(article: dict, meanings: dict[int, tuple[tuple[str, float], ...]]) -> Document:
+    return Document(title=article["title"], body=article["body"], language=article["language"],
+                    feed=article["feed"], site=article["canonical_url"], meanings=meanings.get(article["id"], ()))
+
+
+def _match_backlog(rules: list[tuple[RuleConfig, Rule]], vectors: watches.Vectors, waiting: list[str],
+                   at_least: float, counts: dict[str, int]) -> None:
+    """Judge the articles held for rules whose descriptions now have their vectors, by those rules only."""
+    with db.transaction() as cur:
+        held = watches.backlog(cur, [config.name for config, _ in rules])
+    for config, rule in rules:
+        ids = held.get(config.name)
+        if not ids or config.name in waiting:
+            continue
+        for start in range(0, len(ids), _MATCH_BATCH):
+            chunk = ids[start:start + _MATCH_BATCH]
+            with db.transaction() as cur:
+                cur.execute("SELECT id, title, body, language, feed, canonical_url FROM articles WHERE id = ANY(%s)",
+                            (chunk,))
+                articles = cur.fetchall()
+                meanings = watches.similarities(cur, chunk, vectors, at_least)
+            matches = {}
+            for article in articles:
+                terms = rule.explain(_document(article, meanings))
+                if terms:
+                    matches[article["id"]] = [(config, terms)]
+            _record_matches(chunk, matches, counts, [], backlog_of=config.name)
+            counts["from_backlog"] += len(chunk)
+
+
 def _record_matches(ids: list[int], matches: dict[int, list[tuple[RuleConfig, list[str]]]],
-                    counts: dict[str, int]) -> int:
-    """Record the alerts of the articles among ``ids`` still unmatched and mark them; returns how many."""
+                    counts: dict[str, int], waiting: list[str], backlog_of: str | None = None) -> int:
+    """Record the alerts of the articles among ``ids`` still unmatched and mark them, holding them for the
+    ``waiting`` rules; returns how many. ``backlog_of``: the articles were held for that rule, and are
+    already marked; their alerts are recorded and they leave the backlog."""
     now = datetime.now(UTC)
     with db.transaction() as cur:
         cur.execute(
-            """
+            f"""
             SELECT a.id, a.story_id, s.languages AS story_languages, cardinality(s.feeds) AS story_sources
             FROM articles a JOIN stories s ON s.id = a.story_id
-            WHERE a.id = ANY(%s) AND a.matched_at IS NULL
+            WHERE a.id = ANY(%s) {"" if backlog_of else "AND a.matched_at IS NULL"}
             ORDER BY a.id FOR UPDATE OF a SKIP LOCKED
             """,
             (ids,),
@@ -112,9 +159,12 @@ def _record_matches(ids: list[int], matches: dict[int, list[tuple[RuleConfig, li
                     new, update = _record_alert(cur, config, channel, article, terms, now)
                     counts["new_alerts"] += new
                     counts["updates"] += update
-        if owned:
-            cur.execute("UPDATE articles SET matched_at = now() WHERE id = ANY(%s)",
-                        ([article["id"] for article in owned],))
+        owned_ids = [article["id"] for article in owned]
+        if backlog_of:
+            watches.release(cur, backlog_of, owned_ids)
+        elif owned:
+            cur.execute("UPDATE articles SET matched_at = now() WHERE id = ANY(%s)", (owned_ids,))
+            counts["held"] += watches.hold(cur, waiting, owned_ids)
     return len(owned)
 
 

@@ -29,6 +29,12 @@ Language
     The article's feed name (exact, case-insensitive, ``*`` allowed), host
     (the host or any parent domain: ``site:reuters.com`` matches
     "www.reuters.com") and language code (``lang:fr`` also matches "fr-CA").
+``about:"US strikes in Syria"``, ``like:1234``, ``like:https://…``
+    Meaning terms: the article's meaning (a multilingual sentence embedding of its title and lead) is close
+    to the description's, in any language the model reads, or to the story's / the article's given as an
+    example: cosine similarity at least the rule's ``min_similarity`` (``DEFAULT_MIN_SIMILARITY`` unless
+    set). The similarities come with the `Document` (``meanings``, computed in PostgreSQL by
+    ``newswatch.alerts.watches``): matching itself never loads the model.
 ``A NEAR/5 B``, ``A NEAR B``
     Both within 5 (default 10) token positions of each other, in either order,
     in the same field (title or body). A and B are words, wildcards, phrases
@@ -79,16 +85,19 @@ from collections.abc import Iterable
 
 from newswatch.rules.documents import Document, PreparedDocument, _stem, prepare
 from newswatch.rules.errors import RuleSyntaxError
-from newswatch.rules.parser import _Parser
-from newswatch.rules.syntax import _And, _Near, _Node, _Or, _Term
+from newswatch.rules.parser import DEFAULT_MIN_SIMILARITY, _Parser
+from newswatch.rules.syntax import _And, _Meaning, _Near, _Node, _Not, _Or, _Term, meaning_key
 from newswatch.text import normalize_text
 
 __all__ = [
+    "DEFAULT_MIN_SIMILARITY",
     "Document",
+    "MeaningTerm",
     "Rule",
     "RuleSet",
     "RuleSyntaxError",
     "compile_rule",
+    "meaning_key",
     "normalize_text",
     "prepare",
 ]
@@ -97,14 +106,38 @@ __all__ = [
 # --- public API --------------------------------------------------------------
 
 
+MeaningTerm = _Meaning  # kind ("about"/"like"), value, key, threshold: what newswatch.alerts.watches needs
+
+
+def _meanings(node: _Node) -> list[_Meaning]:
+    if isinstance(node, _Meaning):
+        return [node]
+    if isinstance(node, (_And, _Or)):
+        return [term for child in node.children for term in _meanings(child)]
+    if isinstance(node, _Not):
+        return _meanings(node.child)
+    return []
+
+
 class Rule:
     """A compiled query; immutable, so one instance can serve every worker."""
 
-    __slots__ = ("query", "_root")
+    __slots__ = ("query", "min_similarity", "_root", "meanings")
 
-    def __init__(self, query: str) -> None:
+    def __init__(self, query: str, min_similarity: float | None = None) -> None:
         self.query = query
-        self._root = _Parser(query).parse()
+        self.min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
+        self._root = _Parser(query, self.min_similarity).parse()
+        # The meaning terms (about:, like:) in the order written, each once: the vectors matching needs.
+        self.meanings: tuple[_Meaning, ...] = tuple({t.key: t for t in _meanings(self._root)}.values())
+
+    def near_misses(self, doc: Document, margin: float) -> list[str]:
+        """Meaning terms whose similarity fell short of the threshold by less than ``margin``, as
+        'about:"…", similarity 0.37 (below 0.40)': what a user tunes a threshold by."""
+        prepared = prepare(doc)
+        return [f"{term.label}, similarity {found:.2f} (below {term.threshold:.2f})" for term in self.meanings
+                if (found := term.similarity(prepared)) is not None and term.threshold - margin <= found
+                < term.threshold]
 
     def matches(self, doc: Document) -> bool:
         return self._root.evaluate(prepare(doc))
@@ -123,26 +156,30 @@ class Rule:
         return list(dict.fromkeys(self._root.hits(prepared)))
 
     def __repr__(self) -> str:
-        return f"compile_rule({self.query!r})"
+        return f"compile_rule({self.query!r}, {self.min_similarity!r})"
 
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return compile_rule, (self.query,)  # recompiled on unpickling: regexes are built from parse trees
+    def __reduce__(self) -> tuple[object, tuple[str, float]]:
+        # recompiled on unpickling: regexes are built from parse trees
+        return compile_rule, (self.query, self.min_similarity)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Rule) and other.query == self.query
+        return (isinstance(other, Rule) and other.query == self.query
+                and other.min_similarity == self.min_similarity)
 
     def __hash__(self) -> int:
-        return hash(self.query)
+        return hash((self.query, self.min_similarity))
 
 
-def compile_rule(query: str) -> Rule:
-    """Parse `query` once; raises RuleSyntaxError pointing at the mistake."""
-    return Rule(query)
+def compile_rule(query: str, min_similarity: float | None = None) -> Rule:
+    """Parse `query` once; raises RuleSyntaxError pointing at the mistake. ``min_similarity`` is the
+    threshold of its meaning terms (default ``DEFAULT_MIN_SIMILARITY``)."""
+    return Rule(query, min_similarity)
 
 
 # --- many rules at once ------------------------------------------------------
 
-_Trigger = frozenset[tuple[str, str]]  # ("word", folded word) or ("prefix", literal start of a wildcard)
+# ("word", folded word), ("prefix", literal start of a wildcard) or ("meaning", key of a meaning term)
+_Trigger = frozenset[tuple[str, str]]
 
 
 def _union(triggers: Iterable[_Trigger | None]) -> _Trigger | None:
@@ -167,6 +204,8 @@ def _trigger(node: _Node) -> _Trigger | None:
     A word is present when its stem is among the document's stems, a wildcard only when some token
     starts with its literal prefix; NOT, regexes and feed/site/language can match without any word.
     """
+    if isinstance(node, _Meaning):  # the document carries a similarity for it (else the term cannot match)
+        return frozenset({("meaning", node.key)})
     if isinstance(node, _Term):
         prefix = None
         for word in node.words:
@@ -199,13 +238,15 @@ class RuleSet:
         self._always: list[int] = []
         self._words: dict[str, list[int]] = {}
         self._prefixes: dict[str, list[int]] = {}
+        self._meanings: dict[str, list[int]] = {}
         for number, rule in enumerate(self.rules):
             trigger = _trigger(rule._root)
             if trigger is None:
                 self._always.append(number)
                 continue
             for kind, text in trigger:
-                (self._words if kind == "word" else self._prefixes).setdefault(text, []).append(number)
+                index = {"word": self._words, "prefix": self._prefixes, "meaning": self._meanings}[kind]
+                index.setdefault(text, []).append(number)
         self._prefix_lengths = sorted({len(prefix) for prefix in self._prefixes})
         self._by_stem: dict[str, dict[str, list[int]]] = {}  # algorithm -> stem -> rule numbers
 
@@ -223,6 +264,8 @@ class RuleSet:
 
     def _candidates(self, doc: PreparedDocument) -> list[int]:
         found = set(self._always)
+        for key in doc.meanings.keys() & self._meanings.keys():
+            found.update(self._meanings[key])
         index = self._stem_index(doc.algorithm)
         for stem in index.keys() & doc.by_stem.keys():
             found.update(index[stem])

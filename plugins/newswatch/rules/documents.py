@@ -28,6 +28,10 @@ class Document:
     language: str | None = None  # ISO 639-1 ("fr", "en", "de"); None = unknown
     feed: str = ""
     site: str = ""  # host of the article URL ("www.reuters.com"); a whole URL is accepted too
+    # Similarity of the article's meaning to the vectors of meaning terms (about:, like:), by term key
+    # (`meaning_key`): computed in PostgreSQL by the caller (newswatch.alerts.watches), which may leave out
+    # similarities far below any threshold; a term whose key is absent does not match.
+    meanings: tuple[tuple[str, float], ...] = ()
 
 
 _TOKEN = re.compile(r"\w+")
@@ -155,6 +159,7 @@ class PreparedDocument:
     feed: str = ""  # casefolded
     site: str = ""  # see _site
     language: str = ""  # see _language; "" when unknown
+    meanings: dict[str, float] = field(default_factory=dict)  # see Document.meanings
 
     def sorted_tokens(self) -> list[str]:
         """The distinct tokens in order, for prefix look-ups by bisection (built once, on demand)."""
@@ -202,4 +207,5 @@ def prepare(doc: Document) -> PreparedDocument:
         feed=(doc.feed or "").strip().casefold(),
         site=_site(doc.site or ""),
         language=_language(doc.language),
+        meanings=dict(doc.meanings),
     )

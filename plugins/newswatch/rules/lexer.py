@@ -23,8 +23,11 @@ _SCOPES = {
     "site": "site",
     "language": "language",
     "lang": "language",
+    "about": "about",
+    "like": "like",
 }
 _TEXT_SCOPES = frozenset({"title", "body"})
+_MEANING_SCOPES = frozenset({"about", "like"})  # terms matched by meaning (newswatch.alerts.watches), not by words
 
 _QUOTES = '"“”„‟«»'
 _KEYWORDS = ("AND", "OR", "NOT")

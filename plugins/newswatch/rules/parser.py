@@ -14,9 +14,22 @@ from contextlib import contextmanager
 
 from newswatch.rules.documents import _language, _site
 from newswatch.rules.errors import RuleSyntaxError
-from newswatch.rules.lexer import _SCOPES, _TEXT_SCOPES, _lex, _Token
+from newswatch.rules.lexer import _MEANING_SCOPES, _SCOPES, _TEXT_SCOPES, _lex, _Token
 from newswatch.rules.regex import _compile_regex
-from newswatch.rules.syntax import _And, _Field, _Near, _Node, _Not, _Or, _Regex, _Term, _term_key, _Word
+from newswatch.rules.syntax import (
+    _And,
+    _Field,
+    _Meaning,
+    _Near,
+    _Node,
+    _Not,
+    _Or,
+    _Regex,
+    _Term,
+    _term_key,
+    _Word,
+    meaning_key,
+)
 from newswatch.text import normalize_text
 
 MAX_NESTING = 50  # parentheses and NOTs inside one another: parsing and matching recurse once per level
@@ -24,6 +37,10 @@ _QUERY_TOKEN = re.compile(r"[\w*]+")
 _TERM_START = ("WORD", "PHRASE", "REGEX", "SCOPE", "NOT", "(")
 _HOST = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{1,8})*")
+_STORY_ID = re.compile(r"[0-9]{1,18}")
+_URL = re.compile(r"https?://[^\s/?#]+\S*", re.IGNORECASE)
+MAX_DESCRIPTION = 500  # characters of an about-term: a sentence or two is what the model places well
+DEFAULT_MIN_SIMILARITY = 0.40  # a topic watch; bench/watches.py's precision per threshold is in docs/rules.md
 
 
 def _compile_word(text: str, position: int) -> _Word:
@@ -77,6 +94,25 @@ def _make_field(token: _Token, name: str, scope: str) -> _Field:
     return _Field(label, scope, code)
 
 
+def _make_meaning(token: _Token, scope: str, threshold: float) -> _Meaning:
+    """An about- or like-term; checked here so that its mistakes point at their column like any other."""
+    if token.kind not in ("WORD", "PHRASE"):
+        example = 'about:"US strikes in Syria"' if scope == "about" else "like:1234 or like:https://…"
+        raise RuleSyntaxError(f"'{scope}:' takes a value, e.g. {example}", token.position)
+    value = " ".join(token.text.split())
+    if scope == "about":
+        if not _QUERY_TOKEN.search(normalize_text(value)):
+            raise RuleSyntaxError("'about:' needs a description with words, e.g. about:\"US strikes in Syria\"",
+                                  token.position)
+        if len(value) > MAX_DESCRIPTION:
+            raise RuleSyntaxError(f"an about: description is at most {MAX_DESCRIPTION} characters: a sentence "
+                                  "or two says what the story is", token.position)
+    elif not (_STORY_ID.fullmatch(value) or _URL.fullmatch(value)):
+        raise RuleSyntaxError("'like:' takes a story id (like:1234) or an article URL (like:https://…)",
+                              token.position)
+    return _Meaning(scope, value, meaning_key(scope, value), threshold)
+
+
 def _near_operand(node: _Node) -> tuple[_Term, ...] | None:
     """The terms of a NEAR operand (a term or an OR of terms), or None if it is anything else."""
     if isinstance(node, _Term):
@@ -99,8 +135,9 @@ class _Parser:
     atom := WORD | PHRASE | REGEX | SCOPE atom | '(' or ')'.
     """
 
-    def __init__(self, query: str) -> None:
+    def __init__(self, query: str, min_similarity: float | None = None) -> None:
         self.tokens = _lex(query)
+        self.min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
         self.index = 0
         self.scope: _Token | None = None  # the field of the scoped group being parsed
         self.depth = 0  # groups and NOTs open around the current token
@@ -217,6 +254,9 @@ class _Parser:
             )
         if value.kind not in ("WORD", "PHRASE", "REGEX", "("):
             raise RuleSyntaxError(f"expected a value after '{scope.text}:', found '{value.text}'", value.position)
+        if _SCOPES[scope.text] in _MEANING_SCOPES:
+            self.advance()
+            return _make_meaning(value, _SCOPES[scope.text], self.min_similarity)
         self.scope = scope
         try:
             return self.parse_atom()

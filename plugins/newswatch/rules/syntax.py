@@ -10,6 +10,7 @@ text of a query.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -146,6 +147,43 @@ class _Field:
             yield self.label
 
 
+def meaning_key(kind: str, value: str) -> str:
+    """The key under which a meaning term's vector and similarities are stored and looked up: an about-term
+    by a hash of its description (whitespace folded: the same words in another rule share one vector), a
+    like-term by what it names."""
+    value = " ".join(value.split())
+    if kind == "about":
+        return "about:" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+    return f"like:{value}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Meaning:
+    """``about:"description"`` or ``like:STORY_ID`` / ``like:URL``: the article's meaning is at least
+    `threshold` close (cosine similarity) to the term's vector, whose similarity the document carries under
+    `key` (computed in PostgreSQL, never here: matching loads no model)."""
+
+    kind: str  # "about" or "like"
+    value: str  # the description, the story id or the URL, as written
+    key: str  # see newswatch.rules.meaning_key
+    threshold: float
+
+    @property
+    def label(self) -> str:
+        return f'{self.kind}:"{self.value}"' if self.kind == "about" else f"{self.kind}:{self.value}"
+
+    def similarity(self, doc: PreparedDocument) -> float | None:
+        return doc.meanings.get(self.key)
+
+    def evaluate(self, doc: PreparedDocument) -> bool:
+        found = doc.meanings.get(self.key)
+        return found is not None and found >= self.threshold
+
+    def hits(self, doc: PreparedDocument) -> Iterator[str]:
+        if self.evaluate(doc):
+            yield f"{self.label}, similarity {doc.meanings[self.key]:.2f}"
+
+
 def _spans(terms: Iterable[_Term], doc: PreparedDocument) -> list[tuple[int, int]]:
     """(first, last) token positions of every occurrence of any of `terms`."""
     return [(start, start + len(term.words) - 1) for term in terms for start in term.starts(doc)]
@@ -242,4 +280,4 @@ class _Or:
             yield from child.hits(doc)
 
 
-_Node = _Term | _Regex | _Field | _Near | _Not | _And | _Or
+_Node = _Term | _Regex | _Field | _Meaning | _Near | _Not | _And | _Or

@@ -217,6 +217,9 @@ class Frequencies(dict):
 def assign_stories(settings: Settings) -> dict[str, int]:
     """Give every unclustered article a story; returns counts for logs and XCom."""
     counts = {"articles": 0, "new_stories": 0, "joined": 0, "merged": 0, "embedded": 0}
+    # The descriptions of the rules' about-terms, embedded where the model already is, so that match_rules
+    # (which never loads it) finds their vectors when it judges the articles grouped here.
+    embed_rule_meanings(settings)
     _close_quiet_stories(settings)
     # Members of open stories grouped before the meaning layer existed (an upgraded archive) get their
     # embeddings first, so that new articles can find those stories by meaning.
@@ -251,6 +254,42 @@ def assign_stories(settings: Settings) -> dict[str, int]:
                 _cluster_safely(cur, article, settings, counts, frequencies)
             frequencies.flush()
             counts["articles"] += len(articles)
+
+
+def embed_rule_meanings(settings: Settings, rules: Iterable | None = None, *, database_url: str | None = None) -> int:
+    """Vectors of the about-term descriptions of ``rules`` (``newswatch.rules.Rule``; default: the enabled
+    rules of ``settings``) that ``rule_meanings`` lacks, computed in the meaning workers outside any
+    transaction; returns how many were stored. A failure is logged and retried on the next call: match_rules
+    holds the articles of a rule without its vector meanwhile."""
+    if rules is None:
+        rules = [rule.compiled() for rule in settings.rules if rule.enabled]
+    wanted = {term.key: term.value for rule in rules for term in rule.meanings if term.kind == "about"}
+    if not wanted:
+        return 0
+    with db.transaction(database_url) as cur:
+        cur.execute("SELECT key FROM rule_meanings WHERE key = ANY(%s) AND model = %s", (list(wanted), meaning.MODEL))
+        for row in cur.fetchall():
+            wanted.pop(row["key"], None)
+    if not wanted:
+        return 0
+    keys = list(wanted)
+    try:
+        vectors = meaning_pool(settings).submit(meaning.embed, [wanted[key] for key in keys],
+                                                label="rule descriptions").result()
+    except WorkerFailure as exc:
+        log.warning("embedding %d rule description(s) failed (%s): retried on the next run", len(keys), exc)
+        return 0
+    with db.transaction(database_url) as cur:
+        psycopg2.extras.execute_values(
+            cur,
+            "INSERT INTO rule_meanings (key, model, description, embedding) VALUES %s ON CONFLICT (key) DO UPDATE "
+            "SET model = EXCLUDED.model, description = EXCLUDED.description, embedding = EXCLUDED.embedding, "
+            "created_at = now() WHERE rule_meanings.model <> EXCLUDED.model",
+            [(key, meaning.MODEL, wanted[key], meaning.to_vector(vector)) for key, vector in zip(keys, vectors,
+                                                                                              strict=True)],
+            template="(%s, %s, %s, %s::vector)",
+        )
+    return len(keys)
 
 
 def analyse_articles(article_ids: Iterable[int], settings: Settings) -> int:
