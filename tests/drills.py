@@ -38,3 +38,15 @@ def allocate(megabytes: int) -> int:
 
 def fail(message: str) -> None:
     raise ValueError(message)
+
+
+def pool_in_daemon(results) -> None:
+    """Run a worker pool from a daemonic process (what an Airflow task under a Celery worker is); report its
+    answer and whether this process is still daemonic afterwards."""
+    import multiprocessing
+
+    from newswatch.workers import WorkerPool
+
+    with WorkerPool(2, time_limit=30) as pool:
+        answers = [pool.submit(square, n).result(timeout=60) for n in range(4)]
+    results.put((answers, multiprocessing.current_process().daemon))

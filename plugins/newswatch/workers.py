@@ -251,7 +251,7 @@ class WorkerPool:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=_worker_main, args=(child, self.warm, self.memory_limit_mb),
                                         name="newswatch-worker", daemon=True)
-        with _main_module_hidden():
+        with _main_module_hidden(), _children_allowed():
             process.start()
         child.close()
         return _Worker(process, parent, pid=process.pid or 0)
@@ -418,6 +418,33 @@ def _main_module_hidden():
             if main is not None:
                 main.__dict__.pop("__spec__", None)
                 main.__dict__.update(saved)
+
+
+_daemon_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _children_allowed():
+    """Let this process start the pool's workers even when it is itself a daemonic process.
+
+    A Celery worker's pool processes are daemonic, and so is every process forked from them: the Airflow task
+    an Airflow Celery worker runs. ``multiprocessing`` refuses to start children from a daemonic process
+    ("daemonic processes are not allowed to have children") because it could not wait for them when it
+    exits. The pool does: ``close()`` stops its workers, the workers are themselves daemonic (multiprocessing
+    ends them when this process exits), and a worker whose parent died sees its pipe close and stops. So the
+    flag is lifted only while a worker starts, one start at a time.
+    """
+    config = multiprocessing.current_process()._config  # noqa: SLF001 - the flag Process.start() checks
+    with _daemon_lock:
+        daemon = config.get("daemon")
+        config["daemon"] = False
+        try:
+            yield
+        finally:
+            if daemon is None:
+                config.pop("daemon", None)
+            else:
+                config["daemon"] = daemon
 
 
 def _describe_exit(process: multiprocessing.process.BaseProcess) -> str:
