@@ -31,6 +31,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    client: tuple[str, int] | None = None  # the sender's address and port
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -47,7 +48,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                          self.client_address[:2])
         self.server.requests.append(request)
         route = self.server.resolve(request)
         if route is None:
