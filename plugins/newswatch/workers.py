@@ -489,8 +489,19 @@ def close_shared() -> None:
         pool.close()
 
 
+def feed_pool(settings: Settings) -> WorkerPool:
+    """The process's workers for feed parsing alone (``poll_feeds``): they load and warm up only the feed parsers.
+
+    A ``poll_feeds`` task is a process of its own; starting the extraction stack there too (trafilatura, lxml,
+    numpy, and a warm-up extraction in every worker) cost seconds of CPU per task for nothing it does.
+    """
+    polling = settings.polling
+    return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
+                       memory_limit_mb=polling.item_memory_mb, warm=("newswatch.feeds",))
+
+
 def document_pool(settings: Settings) -> WorkerPool:
-    """The process's workers for strangers' documents: feed parsing and page extraction."""
+    """The process's workers for strangers' pages: extraction (and feed parsing, when a process does both)."""
     polling = settings.polling
     return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
                        memory_limit_mb=polling.item_memory_mb,
