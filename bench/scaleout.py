@@ -137,6 +137,7 @@ def run_cli(args: argparse.Namespace, sites: WireSites, webhook: WebhookReceiver
     import pgserver
 
     log("newswatch poll: one process")
+    folder.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(folder / "pg", cleanup_mode="delete")
     try:
         server.psql("CREATE DATABASE news")
