@@ -202,7 +202,7 @@ def report(args: argparse.Namespace, sites: WireSites, runs: list[Run], ratio: f
         text.append(f"- Fastest of {args.repeat} interleaved runs each; all cycles: " + "; ".join(
             f"{name}: {', '.join(f'{cycle:.1f}' for cycle in cycles)} s" for name, cycles in attempts.items()) + ".")
     text += [f"- **Problem:** {problem}" for problem in problems]
-    text += ["", "Reproduce (about 6 minutes on 2 cores):", "", "```sh",
+    text += ["", "Reproduce (about 15 minutes on 2 cores per --repeat):", "", "```sh",
              f".venv/bin/python bench/scaleout.py --hosts {args.hosts} --feeds {args.feeds} --entries {args.entries} "
              f"--concurrency {args.concurrency} --repeat {args.repeat} --write", "```"]
     return "\n".join(text)
