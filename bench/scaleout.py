@@ -1,7 +1,7 @@
 """Scale-out benchmark: one cycle of the same latency-bound workload with 1 Celery worker, 2 Celery workers and
 `newswatch poll` (one process), back to back in one run.
 
-    .venv/bin/python bench/scaleout.py [--hosts 60] [--feeds 240] [--entries 3] [--concurrency 4] [--write]
+    .venv/bin/python bench/scaleout.py [--hosts 60] [--feeds 480] [--entries 4] [--concurrency 2] [--repeat N] [--write]
 
 What it does, all on this machine (the only traffic is to 127.0.0.1):
 
