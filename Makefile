@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard dags plugins tests bench scripts)
 export NEWSWATCH_DATA_DIR ?= $(CURDIR)/.data
 
-.PHONY: install run poll demo test test-fast lint lock config-reference stop clean
+.PHONY: install run poll demo test test-fast test-distributed lint lock config-reference stop clean
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ test: install
 # The tests not marked slow (no Airflow process, no subprocess or deadline drills, no browser, no soak): under 2 min.
 test-fast: install
 	$(BIN)/pytest -m "not slow"
+
+# Scale-out: Redis (Debian's redis-server), Airflow's components and two Celery workers on loopback run one cycle;
+# a worker killed midway is recovered (about 4 min). Not part of `make test`; .ci/run runs it after.
+test-distributed: install
+	$(BIN)/pytest -m distributed tests/test_distributed.py
 
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -12,7 +12,7 @@ What it does, all on this machine (the only traffic is to 127.0.0.1):
    receive and send, and the most requests in flight at once on one host;
 2. starts an embedded PostgreSQL (pgserver) in a temporary directory, applies the migrations and points
    NEWSWATCH_DATABASE_URL at it;
-3. poll 1: `newswatch.ingest.poller.poll_feeds` over `batched(ids, polling.batch_size)`, the batches run the way the
+3. poll 1: `newswatch.ingest.poller.poll_feeds` over the DAG's batches (`newswatch.pipeline.task_batches`), run the way the
    DAG's mapped `poll_feeds` task runs them: separate processes, at most `polling.max_parallel_tasks` at once
    (the Airflow pool's size), each batch with its own thread pool (polling.feed_workers), requests to one host
    limited across all of them (polling.per_host_concurrency);
@@ -364,7 +364,7 @@ def report(args: argparse.Namespace, settings, first: Phase, second: Phase, base
     for index, delay in enumerate(delays):
         per_host_delay[index % args.hosts] += delay
     floor = max(sum(delays) / (tasks * workers), max(per_host_delay.values()) / per_host_limit)
-    batch_size = settings.polling.batch_size
+    batch_size = getattr(args, "batch_len", settings.polling.batch_size)
     extrapolated = baseline.scale != 1.0
     base_label = (f"baseline: {tasks * workers} threads, requests GET + feedparser.parse, no conditional GET, "
                   "no per-host limit")
@@ -470,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from newswatch import db
     from newswatch.config import Settings
-    from newswatch.ingest.poller import batched, sync_feeds
+    from newswatch.pipeline import task_batches
+    from newswatch.ingest.poller import sync_feeds
 
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nw-bench-") as tmp:
@@ -493,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                 "network": {"allow_networks": ["127.0.0.1/32" if args.hosts == 1 else "127.0.0.0/24"]},
             })
             ids = sync_feeds(settings)
-            batches = batched(ids, settings.polling.batch_size)
+            batches = task_batches(ids, settings)
+            args.batch_len = max((len(batch) for batch in batches), default=0)
             tasks = settings.polling.max_parallel_tasks
             _progress(f"{len(ids)} feeds in {len(batches)} batches; warming up {tasks} processes")
             context = multiprocessing.get_context("spawn")

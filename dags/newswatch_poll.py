@@ -105,10 +105,12 @@ def newswatch_poll():
         return article_batches(_settings(skip_when_invalid=True), max_batches=_max_map_length())
 
     @task(map_index_template="entries {{ task.op_kwargs['entry_ids'][0] }}+", pool=POOL)
-    def fetch_articles(entry_ids: list[int]) -> dict[str, int]:
+    def fetch_articles(entry_ids: list[int], ti=None) -> dict[str, int]:
         from newswatch.ingest.articles import fetch_articles as fetch
 
-        return fetch(list(entry_ids), _settings())
+        # Leases owned by this task instance: a retry after a lost worker takes its entries over at once.
+        owner = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}"
+        return fetch(list(entry_ids), _settings(), owner=owner)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[STORIES])
     def cluster_stories() -> dict[str, int]:

@@ -38,3 +38,17 @@ def allocate(megabytes: int) -> int:
 
 def fail(message: str) -> None:
     raise ValueError(message)
+
+
+def pool_in_daemon(results) -> None:
+    """Run a worker pool from a daemonic process (what an Airflow task under a Celery worker is); report its
+    answers and whether the process is still daemonic, with the same key, afterwards."""
+    import multiprocessing
+
+    from newswatch.workers import WorkerPool
+
+    me = multiprocessing.current_process()
+    key = (type(me.authkey), bytes(me.authkey))
+    with WorkerPool(2, time_limit=30) as pool:
+        answers = [pool.submit(square, n).result(timeout=60) for n in range(4)]
+    results.put((answers, me.daemon, (type(me.authkey), bytes(me.authkey)) == key))

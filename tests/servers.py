@@ -31,6 +31,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    client: tuple[str, int] | None = None  # the sender's address and port
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,17 +42,25 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _handle(self) -> None:
+        # Counted in flight from the request's arrival until just before the answer goes out: a client sees its
+        # answer (and may send its next request) only after that, so the count never overlaps two requests that
+        # the client side kept apart.
         with self.server.counting():
-            self._answer()
+            route, request = self._route()
+        self._answer(route, request)
 
-    def _answer(self) -> None:
+    def _route(self) -> tuple[Route, Request]:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                          self.client_address[:2])
         self.server.requests.append(request)
         route = self.server.resolve(request)
         if route is None:
             route = Route(404, b"not found", {"Content-Type": "text/plain"})
+        return route, request
+
+    def _answer(self, route: Route, request: Request) -> None:
         if route.etag and request.headers.get("if-none-match") == route.etag:
             self.send_response(304)
             self.send_header("ETag", route.etag)
@@ -89,7 +98,7 @@ class LoopbackServer(ThreadingHTTPServer):
 
     @contextmanager
     def counting(self) -> Iterator[None]:
-        """Count one request in flight for as long as it is being answered (``delay`` included)."""
+        """Count one request in flight while it is being answered (``delay`` included), until its answer is sent."""
         with self._flight_lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)

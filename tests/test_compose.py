@@ -8,10 +8,12 @@ stops `docker compose` before anything starts.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
@@ -27,6 +29,7 @@ REQUIREMENTS = ROOT / "requirements.txt"
 PYPROJECT = ROOT / "pyproject.toml"
 NEWSWATCH_CONFIG = ROOT / "config" / "newswatch.yaml"
 COMPOSE_SPEC = ROOT.parent / "shared" / "data" / "compose-spec" / "compose-spec.json"
+DAGS = ROOT / "dags"
 
 AIRFLOW_VERSION = "3.3.2"
 BASE_IMAGE = f"apache/airflow:{AIRFLOW_VERSION}-python3.11"
@@ -42,6 +45,7 @@ LONG_RUNNING_AIRFLOW = (
     "airflow-triggerer",
 )
 AIRFLOW_SERVICES = (*LONG_RUNNING_AIRFLOW, "airflow-init")
+ON_DEMAND_AIRFLOW = ("airflow-cli", "flower")  # profiles: run by hand, after the stack is up
 REQUIRED_SERVICES = ("redis", "airflow-db", "news-db", *AIRFLOW_SERVICES)
 SHARED_SECRETS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY")
 REQUIRED_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):\?(?P<message>[^}]+)\}")
@@ -429,6 +433,94 @@ def test_init_migrates_airflow_creates_the_admin_then_migrates_the_news_db(servi
     # A single `$` in a command would be interpolated by compose on the host, not by bash.
     unescaped = [m[0] for m in _INTERPOLATION.finditer(script) if not m["escaped"]]
     assert unescaped == [], f"escape as $$ in airflow-init's command: {unescaped}"
+
+
+def _common_env(compose: dict) -> dict[str, object]:
+    return _env(compose["x-airflow-common"])
+
+
+def _resolved(value: object) -> str:
+    """A setting as compose passes it with .env.example's values."""
+    return _interpolate(str(value), _dotenv(ENV_EXAMPLE))
+
+
+def _execution_timeouts() -> dict[str, float]:
+    """The longest ``execution_timeout`` (seconds) each DAG file sets, in default_args or on a task."""
+    found: dict[str, float] = {}
+    for path in sorted(DAGS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            values = []
+            if isinstance(node, ast.Dict):
+                values = [v for k, v in zip(node.keys, node.values, strict=True)
+                          if isinstance(k, ast.Constant) and k.value == "execution_timeout"]
+            elif isinstance(node, ast.Call):
+                values = [keyword.value for keyword in node.keywords if keyword.arg == "execution_timeout"]
+            for value in values:
+                assert isinstance(value, ast.Call) and getattr(value.func, "id", "") == "timedelta", ast.dump(value)
+                seconds = timedelta(**{k.arg: ast.literal_eval(k.value) for k in value.keywords}).total_seconds()
+                found[path.name] = max(found.get(path.name, 0.0), seconds)
+    return found
+
+
+def test_airflow_services_share_one_airflow_config(compose: dict, services: dict):
+    """Every Airflow setting lives in x-airflow-common: no component runs with a setting of its own."""
+    shared = {key: value for key, value in _common_env(compose).items() if key.startswith("AIRFLOW__")}
+    airflow_services = [name for name, service in services.items() if service.get("image") == IMAGE]
+    assert set(AIRFLOW_SERVICES) | set(ON_DEMAND_AIRFLOW) <= set(airflow_services)
+    for name in airflow_services:
+        own = {key: value for key, value in _env(services[name]).items() if key.startswith("AIRFLOW__")}
+        differ = set(own.items()) ^ set(shared.items())
+        assert not differ, f"{name}: Airflow settings differ from x-airflow-common: {differ}"
+
+
+def test_every_airflow_setting_names_an_option_airflow_knows(compose: dict):
+    """A misspelt AIRFLOW__SECTION__KEY is ignored without a word: check each against Airflow's own options
+    (core and providers, the Celery provider's included)."""
+    from airflow.configuration import retrieve_configuration_description
+
+    known = retrieve_configuration_description(include_providers=True)
+    for key in _common_env(compose):
+        if not key.startswith("AIRFLOW__"):
+            continue
+        section, _, option = key.removeprefix("AIRFLOW__").lower().partition("__")
+        assert option in known.get(section, {}).get("options", {}), f"{key}: no option [{section}] {option}"
+
+
+def test_celery_workers_have_a_set_concurrency(compose: dict):
+    concurrency = _resolved(_common_env(compose)["AIRFLOW__CELERY__WORKER_CONCURRENCY"])
+    assert concurrency.isdigit() and int(concurrency) >= 1, concurrency
+
+
+def test_celery_visibility_timeout_outlasts_the_longest_task_but_not_a_day(compose: dict):
+    """Redis hands an unacknowledged message (a task still running, or lost with its worker) to another worker
+    after the visibility timeout: shorter than the longest task, a running task would be handed out twice;
+    Celery's default is 24 h, which a lost worker's message would wait."""
+    timeout = int(_resolved(_common_env(compose)["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]))
+    longest = _execution_timeouts()
+    assert set(longest) == {path.name for path in DAGS.glob("*.py")}, f"a DAG without execution_timeout: {longest}"
+    assert max(longest.values()) < timeout < 86400, (timeout, longest)
+
+
+def test_a_lost_worker_is_noticed_sooner_than_airflows_default(compose: dict):
+    timeout = int(_resolved(_common_env(compose)["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]))
+    assert 60 <= timeout < 300, timeout  # a loaded worker still heartbeats within it
+
+
+def test_the_execution_timeout_helper_reads_default_args_and_task_arguments(tmp_path, monkeypatch):
+    (tmp_path / "a.py").write_text('default_args = {"execution_timeout": timedelta(minutes=20)}\n'
+                                   "@task(execution_timeout=timedelta(hours=1, minutes=5))\ndef t(): pass\n")
+    monkeypatch.setattr(f"{__name__}.DAGS", tmp_path)
+    assert _execution_timeouts() == {"a.py": 3900.0}
+
+
+def test_on_demand_services_wait_for_their_dependencies(services: dict):
+    """airflow-cli and flower start when asked, possibly with the rest of the stack: they wait for healthy
+    backends and a finished airflow-init like the long-running components."""
+    for name in ON_DEMAND_AIRFLOW:
+        deps = _depends_on(services[name])
+        assert deps.get("airflow-init") == "service_completed_successfully", f"{name}: {deps}"
+        for backend in ("redis", "airflow-db", "news-db"):
+            assert deps.get(backend) == "service_healthy", f"{name} does not wait for a healthy {backend}"
 
 
 # --------------------------------------------------------------------------------------- Dockerfile

@@ -224,6 +224,25 @@ def test_scheduler_start_creates_a_missing_pool(airflow_db, tmp_path):
     assert _pool_slots() == 5
 
 
+def test_only_airflow_jobs_touch_the_pool_when_they_start(airflow_db, tmp_path, monkeypatch):
+    """Every task process calls the plugin's listener as it starts (with a TaskRunnerMarker), under a Celery
+    worker too, and has no metadata access there: the listener leaves it alone. A job (scheduler, DAG
+    processor, triggerer) creates the pool."""
+    from airflow.jobs.job import Job
+    from airflow.sdk.execution_time.task_runner import TaskRunnerMarker
+
+    from newswatch import airflow_pool
+
+    _delete_pool()
+    config = tmp_path / "newswatch.yaml"
+    config.write_text("polling: {max_parallel_tasks: 7}\n")
+    monkeypatch.setenv("NEWSWATCH_CONFIG", str(config))
+    airflow_pool.on_starting(TaskRunnerMarker())
+    assert _pool_slots() is None
+    airflow_pool.on_starting(Job())
+    assert _pool_slots() == 7
+
+
 def test_a_backlog_larger_than_the_map_limit_drains_in_one_run(dagbag, tmp_path, site, query, monkeypatch):
     """12 queued pages, 2 per batch, but Airflow maps at most 3 instances: 3 larger batches, all stored."""
     from tests.scenario import article_page, rss

@@ -185,6 +185,17 @@ def test_a_lease_blocks_other_workers_until_it_runs_out(site, query):
     assert entries["/a/1"]["status"] == "pending" and entries["/a/2"]["status"] == "done"
 
 
+def test_a_retry_of_the_same_task_takes_over_its_own_leases_at_once(site, query):
+    """A task instance whose worker was killed mid-page is retried under the same lease owner: it takes its
+    entries back at once; any other owner still waits for the lease to run out."""
+    ids = _queue(query, site, {"/a/1": _normal_page(1), "/a/2": _normal_page(2)})
+    query("UPDATE feed_entries SET lease_until = now() + interval '10 minutes', lease_owner = 'run/fetch/3'")
+    assert fetch_articles(list(ids.values()), _settings(), owner="run/fetch/4") == {"entries": 2, "skipped": 2}
+    assert fetch_articles(list(ids.values()), _settings(), owner="run/fetch/3") == {"entries": 2, "stored": 2}
+    assert {e["status"] for e in _entries(query).values()} == {"done"}
+    assert len(query("SELECT id FROM articles")) == 2
+
+
 def test_control_characters_never_reach_storage_or_the_operators_terminal(site, query, capsys):
     """ESC, BEL and C1 controls in a page and its feed entry are dropped at storage (tab and line breaks
     stay); a row stored before that, or by another writer, is printed with visible escapes."""

@@ -81,6 +81,25 @@ def test_each_article_is_embedded_once_and_short_or_unread_texts_are_looked_at_o
     assert analyse_articles([full, stub, ukrainian], Settings()) == 0  # never twice
 
 
+def test_copies_of_one_text_get_the_same_analysis_as_the_text_alone(query):
+    """A wire story carried by many sites is analysed once for all its copies: each copy gets the vector and
+    the fingerprint the text gets on its own."""
+    def insert(name: str, title: str, body: str) -> int:
+        return query("INSERT INTO articles (url, canonical_url, title, body, language, feed, extraction, content_hash) "
+                     "VALUES (%s, %s, %s, %s, 'en', 'f', 'trafilatura', md5(%s)) RETURNING id",
+                     (f"http://127.0.0.1/{name}", f"http://127.0.0.1/{name}", title, body, name))[0]["id"]
+
+    copies = [insert(f"fire-{n}", *_fixture("port-fire-en.txt")) for n in range(3)]
+    flood = insert("flood", *_fixture("river-flood-en.txt"))
+    alone = insert("alone", *_fixture("port-fire-en.txt"))
+    assert analyse_articles([*copies, flood], Settings()) == 4
+    assert analyse_articles([alone], Settings()) == 1
+    rows = {r["id"]: r for r in query("SELECT a.id, a.entities, m.embedding::text AS vector FROM articles a "
+                                      "JOIN article_meanings m ON m.article_id = a.id")}
+    assert len({(rows[i]["vector"], tuple(rows[i]["entities"])) for i in [*copies, alone]}) == 1
+    assert rows[flood]["vector"] != rows[alone]["vector"]
+
+
 def test_a_server_without_pgvector_gets_one_clear_line(database_url, monkeypatch):
     monkeypatch.setitem(db._EXTENSIONS, "no_such_extension", "install it from your distribution")
     with db.transaction() as cur, pytest.raises(db.DatabaseNotConfigured) as failure:

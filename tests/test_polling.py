@@ -648,3 +648,18 @@ def test_control_characters_in_a_feed_never_reach_its_entries_or_the_operators_t
         assert main(argv) == 0
         out = capsys.readouterr().out
         assert not any(ch in out for ch in control if ch != "\n"), (argv, out)
+
+
+def test_work_is_split_into_about_one_batch_per_pool_slot():
+    """A mapped task pays its start-up once: a cycle's feeds or pages go into about one batch per slot of the
+    Airflow pool, each of at least polling.batch_size, and never more than Airflow maps."""
+    from newswatch.pipeline import task_batches
+
+    settings = Settings.model_validate({"polling": {"batch_size": 20, "max_parallel_tasks": 4}})
+    sizes = lambda items, **kw: [len(batch) for batch in task_batches(list(range(items)), settings, **kw)]  # noqa: E731
+    assert sizes(0) == []
+    assert sizes(10) == [10]
+    assert sizes(50) == [20, 20, 10]  # fewer items than slots x batch_size: batches of batch_size
+    assert sizes(1000) == [250] * 4  # a backlog: one batch per slot
+    assert sizes(1000, max_batches=2) == [500, 500]  # [core] max_map_length
+    assert sum(sizes(1001)) == 1001 and len(sizes(1001)) == 4

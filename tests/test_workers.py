@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import threading
@@ -93,3 +94,22 @@ def test_submitting_from_many_threads():
         for thread in threads:
             thread.join()
     assert sorted(results) == sorted((100 * i + n) ** 2 for i in range(4) for n in range(10))
+
+
+@pytest.mark.parametrize("library", ["multiprocessing", "billiard"])
+def test_a_daemonic_process_starts_its_pool(library):
+    """An Airflow task run by a Celery worker is a daemonic process, forked from a pool process that billiard
+    (Celery's multiprocessing) made multiprocessing's current process, with billiard's authentication key:
+    multiprocessing forbids it children and refuses to send that key to its fork server. The pool starts its
+    workers there all the same, and the process stays as it was."""
+    context = importlib.import_module(library).get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=drills.pool_in_daemon, args=(results,), daemon=True)
+    process.start()
+    try:
+        assert results.get(timeout=120) == ([0, 1, 4, 9], True, True)
+        process.join(60)
+        assert process.exitcode == 0
+    finally:
+        if process.is_alive():
+            process.kill()

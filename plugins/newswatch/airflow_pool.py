@@ -10,7 +10,8 @@ so the pool is created, or resized to the config, idempotently:
   cannot be read there still gets the pool, with the default size (an existing pool is left as it is);
 * by ``newswatch pool`` (``make run`` and the compose ``airflow-init`` call it), to apply a new size at once.
 
-Task processes cannot do it: in Airflow 3 they have no access to the metadata database.
+Task processes cannot do it: in Airflow 3 they have no access to the metadata database. They call the listener
+too (with a ``TaskRunnerMarker``), and it returns at once there.
 """
 
 from __future__ import annotations
@@ -49,10 +50,21 @@ def ensure_pool(slots: int, *, resize: bool = True) -> tuple[int | None, int]:
     raise RuntimeError(f"could not create the Airflow pool {POOL}")
 
 
+def _is_job(component: object) -> bool:
+    """Whether ``on_starting`` was called by an Airflow job (scheduler, DAG processor, triggerer), the components
+    with metadata access. A task process calls it too, with a ``TaskRunnerMarker``, in every task a Celery
+    worker (or any executor) runs: it has no metadata access, and must not pay for the config. The class is
+    looked at by name, so that a task process does not import Airflow's job machinery to tell."""
+    return any(cls.__name__ == "Job" and cls.__module__ == "airflow.jobs.job" for cls in type(component).__mro__)
+
+
 @hookimpl
 def on_starting(component: object) -> None:
     """An Airflow job starts (scheduler, DAG processor, triggerer): make sure the pool exists, sized from the
-    config. Never raises: a component must start whatever happens here."""
+    config. Anything else that starts (a task process) is left alone. Never raises: a component must start
+    whatever happens here."""
+    if not _is_job(component):
+        return
     from newswatch.config import ConfigError, Polling, load_settings
 
     try:

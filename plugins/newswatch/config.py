@@ -272,8 +272,10 @@ class Network(_Strict):
 class Polling(_Strict):
     batch_size: int = Field(
         default=20, ge=1, le=500,
-        description="Feeds (and queued articles) per mapped Airflow task; larger when a backlog would need more "
-        "tasks than Airflow's [core] max_map_length",
+        description="Fewest feeds (and queued articles) per mapped Airflow task: a cycle's feeds, then its pages, "
+        "are split into about one batch per pool slot (max_parallel_tasks), each at least this large, so that a "
+        "task's start-up is paid once per slot; larger when a backlog would need more tasks than Airflow's [core] "
+        "max_map_length",
     )
     feed_workers: int = Field(default=8, ge=1, le=64, description="Concurrent feed fetches inside one task")
     article_workers: int = Field(

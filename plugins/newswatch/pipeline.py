@@ -20,22 +20,35 @@ from newswatch.config import Settings, load_settings
 log = logging.getLogger(__name__)
 
 
+def task_batches(items: list[int], settings: Settings, max_batches: int | None = None) -> list[list[int]]:
+    """``items`` split for the mapped tasks: into about one batch per slot of the Airflow pool
+    (``polling.max_parallel_tasks``), each of at least ``polling.batch_size`` items, and at most ``max_batches``.
+
+    A task pays its start-up (the task runner, its imports, its worker processes) once, and then keeps
+    ``feed_workers`` or ``article_workers`` requests in flight until its batch is done: more batches than slots
+    would only pay more start-ups for the same work, fewer would leave slots idle.
+    """
+    from newswatch.ingest.poller import batched
+
+    size = max(settings.polling.batch_size, -(-len(items) // settings.polling.max_parallel_tasks))
+    return batched(items, size, max_batches)
+
+
 def prepare(settings: Settings, force: bool = False, max_batches: int | None = None) -> list[list[int]]:
     """Apply migrations, sync feeds from the config; returns the due (or, forced, all enabled) feed ids in at
-    most ``max_batches`` batches."""
-    from newswatch.ingest.poller import batched, sync_feeds
+    most ``max_batches`` batches (see :func:`task_batches`)."""
+    from newswatch.ingest.poller import sync_feeds
 
     db.migrate()
-    return batched(sync_feeds(settings, force=force), settings.polling.batch_size, max_batches)
+    return task_batches(sync_feeds(settings, force=force), settings, max_batches)
 
 
 def article_batches(settings: Settings, max_batches: int | None = None) -> list[list[int]]:
-    """Every queued entry that is due, in at most ``max_batches`` batches: no cap per cycle, the backlog
-    drains as fast as the Airflow pool lets the mapped tasks run."""
+    """Every queued entry that is due, in at most ``max_batches`` batches (see :func:`task_batches`): no cap per
+    cycle, the backlog drains as fast as the Airflow pool lets the mapped tasks run."""
     from newswatch.ingest.articles import pending_entries
-    from newswatch.ingest.poller import batched
 
-    return batched(pending_entries(), settings.polling.batch_size, max_batches)
+    return task_batches(pending_entries(), settings, max_batches)
 
 
 def add_counts(total: dict[str, int], part: dict[str, int], prefix: str) -> None:

@@ -249,9 +249,9 @@ class WorkerPool:
 
     def _start_worker(self) -> _Worker:
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child, self.warm, self.memory_limit_mb),
-                                        name="newswatch-worker", daemon=True)
-        with _main_module_hidden():
+        with _main_module_hidden(), _children_allowed():  # the process copies the flags it is made with
+            process = self._context.Process(target=_worker_main, args=(child, self.warm, self.memory_limit_mb),
+                                            name="newswatch-worker", daemon=True)
             process.start()
         child.close()
         return _Worker(process, parent, pid=process.pid or 0)
@@ -420,6 +420,37 @@ def _main_module_hidden():
                 main.__dict__.update(saved)
 
 
+_daemon_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _children_allowed():
+    """Let this process start the pool's workers when it is itself a Celery worker's task (or any daemonic process).
+
+    An Airflow task run by a Celery worker is forked from the worker's pool process, which billiard (Celery's
+    fork of multiprocessing) made multiprocessing's current process: a daemonic one, with billiard's own
+    authentication key. ``multiprocessing`` refuses to start children from a daemonic process ("daemonic
+    processes are not allowed to have children", because it could not wait for them at exit) and to pickle
+    an authentication key of another library's type for the fork server ("Pickling an AuthenticationString
+    object is disallowed"). Neither reason holds here: ``close()`` stops the workers, they are daemonic
+    themselves (multiprocessing ends them when this process exits) and a worker whose parent died sees its
+    pipe close and stops. So, while a worker starts, one start at a time, the current process is not daemonic
+    and its key is multiprocessing's type (the same bytes); both are put back afterwards.
+    """
+    config = multiprocessing.current_process()._config  # noqa: SLF001 - what Process.start() checks and sends
+    with _daemon_lock:
+        saved = dict(config)
+        config["daemon"] = False
+        key = config.get("authkey")
+        if key is not None and not isinstance(key, multiprocessing.process.AuthenticationString):
+            config["authkey"] = multiprocessing.process.AuthenticationString(bytes(key))
+        try:
+            yield
+        finally:
+            config.clear()
+            config.update(saved)
+
+
 def _describe_exit(process: multiprocessing.process.BaseProcess) -> str:
     code = process.exitcode
     if code is None:
@@ -458,8 +489,19 @@ def close_shared() -> None:
         pool.close()
 
 
+def feed_pool(settings: Settings) -> WorkerPool:
+    """The process's workers for feed parsing alone (``poll_feeds``): they load and warm up only the feed parsers.
+
+    A ``poll_feeds`` task is a process of its own; starting the extraction stack there too (trafilatura, lxml,
+    numpy, and a warm-up extraction in every worker) cost seconds of CPU per task for nothing it does.
+    """
+    polling = settings.polling
+    return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
+                       memory_limit_mb=polling.item_memory_mb, warm=("newswatch.ingest.feeds",))
+
+
 def document_pool(settings: Settings) -> WorkerPool:
-    """The process's workers for strangers' documents: feed parsing and page extraction."""
+    """The process's workers for strangers' pages: extraction (and feed parsing, when a process does both)."""
     polling = settings.polling
     return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
                        memory_limit_mb=polling.item_memory_mb,

@@ -3,8 +3,9 @@
 Each entry goes through three steps, and no transaction is open across network or CPU work:
 
 1. **claim** (one short transaction): the entry gets a lease (``lease_until``, ``lease_owner``) for as long
-   as a fetch and an extraction may take. Another worker, or a retried task beside a slow one, skips it;
-   a lease that ran out (its worker was killed) makes the entry claimable again.
+   as a fetch and an extraction may take. Another worker, or another task beside a slow one, skips it;
+   a lease that ran out (its worker was killed) makes the entry claimable again, and a retry of the same
+   Airflow task instance (the same lease owner) takes over its earlier try's leases at once.
 2. **fetch** (``polling.article_workers`` threads: they wait on the network; each request holds one of its
    host's ``polling.per_host_concurrency`` slots, shared by every process, ``newswatch.ingest.hostslots``) and
    **extract** (a worker process, ``newswatch.workers``: a page that crashes, hangs or blows up the extractor
@@ -66,12 +67,15 @@ def pending_entries(limit: int | None = None) -> list[int]:
         return [row["id"] for row in cur.fetchall()]
 
 
-def fetch_articles(entry_ids: list[int], settings: Settings) -> dict[str, int]:
+def fetch_articles(entry_ids: list[int], settings: Settings, owner: str | None = None) -> dict[str, int]:
     """Process the given entries; returns counts for logs and XCom.
 
     Pages are fetched by up to ``polling.article_workers`` threads and extracted in the worker processes.
+    ``owner`` names the leases this call takes (a fresh one by default). The DAG passes its task instance
+    (run, task, map index): a retry of the same instance, after its worker was killed, takes over the entries
+    its earlier try had leased at once, instead of skipping them until their leases run out (the next cycle).
     """
-    owner = uuid.uuid4().hex
+    owner = owner or uuid.uuid4().hex
     counts = {"entries": len(entry_ids)}
     if not entry_ids:
         return counts
@@ -173,7 +177,7 @@ def _process_entry(entry_id: int, run: _Run) -> str:
 
 
 def _claim(entry_id: int, owner: str, settings: Settings) -> dict | None:
-    """Lease a due entry for this run; None when it is not claimable (done, leased, not due)."""
+    """Lease a due entry for this run; None when it is not claimable (done, leased by another owner, not due)."""
     lease = timedelta(seconds=settings.network.total_timeout + settings.polling.item_time_limit) + _LEASE_MARGIN
     with db.transaction() as cur:
         cur.execute(
@@ -181,7 +185,7 @@ def _claim(entry_id: int, owner: str, settings: Settings) -> dict | None:
             UPDATE feed_entries e SET lease_until = now() + %(lease)s, lease_owner = %(owner)s
             FROM feeds f
             WHERE e.id = %(id)s AND f.id = e.feed_id AND e.status = 'pending' AND e.next_attempt_at <= now()
-              AND (e.lease_until IS NULL OR e.lease_until < now())
+              AND (e.lease_until IS NULL OR e.lease_until < now() OR e.lease_owner = %(owner)s)
             RETURNING e.id, e.url, e.title, e.summary, e.published_at, e.attempts, f.name AS feed, f.id AS feed_id
             """,
             {"lease": lease, "owner": owner, "id": entry_id},

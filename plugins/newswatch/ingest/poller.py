@@ -44,7 +44,7 @@ from newswatch.ingest.feeds import parse_job
 from newswatch.ingest.fetcher import Fetcher, FetchError, FetchResult, HostLimiter
 from newswatch.ingest.hostslots import HostBusy, host_key, host_slots
 from newswatch.urls import redact
-from newswatch.workers import WorkerFailure, WorkerPool, document_pool
+from newswatch.workers import WorkerFailure, WorkerPool, feed_pool
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
     limiter = host_slots(settings.polling.per_host_concurrency, settings.polling.host_wait_seconds)
     intervals = {feed.name: feed.interval for feed in settings.feeds}
     workers = min(settings.polling.feed_workers, max(len(rows), 1))
-    pool = document_pool(settings)  # parsing a stranger's document runs in a worker process
+    pool = feed_pool(settings)  # parsing a stranger's document runs in a worker process
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as threads:
         outcomes = list(threads.map(
             lambda row: _poll_one(row, settings, limiter, intervals.get(row["name"]), pool), rows))

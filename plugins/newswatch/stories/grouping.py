@@ -364,11 +364,21 @@ def analyse_open_story_members(settings: Settings) -> int:
 
 
 def _analyse(settings: Settings, rows: list[dict]) -> dict[int, tuple[list[str], np.ndarray | None]]:
-    """``meaning.analyse_job`` over the rows, in the meaning workers, batch by batch across them.
+    """``meaning.analyse_job`` over the rows, in the meaning workers, batch by batch across them, once per
+    distinct text.
 
     A batch lost to its worker (crash, time or memory limit) is retried article by article; an article that
     still fails is left out (logged): grouping computes its fingerprint itself, and it gets no meaning.
     """
+    # Copies of one text (a wire story carried by many sites) are analysed once: the result is the same.
+    copies: dict[tuple, list[int]] = {}
+    for row in rows:
+        copies.setdefault((row["title"], row["body"], row["language"]), []).append(row["id"])
+    if len(copies) < len(rows):
+        distinct = [{"id": ids[0], "title": title, "body": body, "language": language}
+                    for (title, body, language), ids in copies.items()]
+        analysed = _analyse(settings, distinct)
+        return {article_id: analysed[ids[0]] for ids in copies.values() if ids[0] in analysed for article_id in ids}
     pool = meaning_pool(settings)
     size = min(meaning.BATCH, -(-len(rows) // pool.size))  # every worker gets a share, none above BATCH
     batches = [rows[start:start + size] for start in range(0, len(rows), size)]
