@@ -12,10 +12,10 @@ What it does, all on this machine (the only traffic is to 127.0.0.1):
    receive and send, and the most requests in flight at once on one host;
 2. starts an embedded PostgreSQL (pgserver) in a temporary directory, applies the migrations and points
    NEWSWATCH_DATABASE_URL at it;
-3. poll 1: `newswatch.ingest.poller.poll_feeds` over the DAG's batches (`newswatch.pipeline.task_batches`), run the way the
-   DAG's mapped `poll_feeds` task runs them: separate processes, at most `polling.max_parallel_tasks` at once
-   (the Airflow pool's size), each batch with its own thread pool (polling.feed_workers), requests to one host
-   limited across all of them (polling.per_host_concurrency);
+3. poll 1: `newswatch.ingest.poller.poll_feeds` over the DAG's batches (`newswatch.pipeline.task_batches`), run
+   the way the DAG's mapped `poll_feeds` task runs them: separate processes, at most
+   `polling.max_parallel_tasks` at once (the Airflow pool's size), each batch with its own thread pool
+   (polling.feed_workers), requests to one host limited across all of them (polling.per_host_concurrency);
 4. poll 2: the same again after resetting `next_poll_at` to now() (every feed due), nothing changed on the
    server: every answer should be 304;
 5. baseline: the same feeds through a thread pool as wide as the poller's fetches in flight
@@ -470,8 +470,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from newswatch import db
     from newswatch.config import Settings
-    from newswatch.pipeline import task_batches
     from newswatch.ingest.poller import sync_feeds
+    from newswatch.pipeline import task_batches
 
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nw-bench-") as tmp:
