@@ -513,6 +513,15 @@ def set_enabled(kind: Literal["feed", "rule"], name: str, enabled: bool, *, acto
                    database_url)
 
 
+def _locked_row(cur, table: str, kind: Kind, name: str, settings: Settings) -> dict:
+    """The UI item's row, locked for the change in this transaction; refused when the UI holds no such item."""
+    cur.execute(f"SELECT * FROM {table} WHERE name = %s FOR UPDATE", (name,))
+    row = cur.fetchone()
+    if row is None:
+        raise _missing(kind, name, settings)
+    return row
+
+
 def remove(kind: Kind, name: str, *, actor: str, detail: str | None = None,
            config: str | os.PathLike[str] | None = None, database_url: str | None = None) -> None:
     """Remove a UI item. A removed feed stops being polled; its articles and history stay (as for the file).
@@ -524,10 +533,7 @@ def remove(kind: Kind, name: str, *, actor: str, detail: str | None = None,
     settings = _file_settings(config)
     table = UI_TABLES[_PLURAL[kind]]
     with db.transaction(database_url) as cur:
-        cur.execute(f"SELECT * FROM {table} WHERE name = %s FOR UPDATE", (name,))
-        row = cur.fetchone()
-        if row is None:
-            raise _missing(kind, name, settings)
+        row = _locked_row(cur, table, kind, name, settings)
         if kind == "channel":
             cur.execute("SELECT name FROM ui_rules WHERE %s = ANY(channels) ORDER BY name", (name,))
             users = [f"rule {r['name']!r}" for r in cur.fetchall()]
@@ -720,10 +726,7 @@ def _update(kind: Kind, name: str, changes: dict[str, Any], action: str, actor: 
     settings = _file_settings(config)
     table = UI_TABLES[_PLURAL[kind]]
     with db.transaction(database_url) as cur:
-        cur.execute(f"SELECT * FROM {table} WHERE name = %s FOR UPDATE", (name,))
-        row = cur.fetchone()
-        if row is None:
-            raise _missing(kind, name, settings)
+        row = _locked_row(cur, table, kind, name, settings)
         before = _stored_fields(kind, row)
         fields = {**before, **{key: value for key, value in changes.items() if value is not KEEP}}
         if kind == "channel":  # a channel has one target: a new URL replaces a connection and the other way round
