@@ -39,7 +39,7 @@ test: install
 
 # The tests not marked slow (no Airflow process, no subprocess or deadline drills, no browser, no soak): under 2 min.
 test-fast: install
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n auto
 
 # Scale-out: Redis (Debian's redis-server), Airflow's components and two Celery workers on loopback run one cycle;
 # a worker killed midway is recovered (about 4 min). Not part of `make test`; .ci/run runs it after.

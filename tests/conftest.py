@@ -76,6 +76,17 @@ def template_database(pg_admin_url: str) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def _clone_clause(pg_admin_url: str) -> str:
+    """How each test's database is cloned: by copying files (PostgreSQL 15+), which for a small template is
+    about half the time of the default WAL-logged copy, and the clone is most of a short test's time."""
+    conn = psycopg2.connect(pg_admin_url)
+    try:
+        return " STRATEGY FILE_COPY" if conn.server_version >= 150000 else ""
+    finally:
+        conn.close()
+
+
 def _admin(url: str, *statements: str) -> None:
     conn = psycopg2.connect(url)
     conn.autocommit = True
@@ -88,10 +99,11 @@ def _admin(url: str, *statements: str) -> None:
 
 
 @pytest.fixture
-def database_url(pg_admin_url: str, template_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def database_url(pg_admin_url: str, template_database: str, _clone_clause: str,
+                 monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh, migrated database for one test, exported as NEWSWATCH_DATABASE_URL."""
     name = f"nw_test_{os.getpid()}_{next(_counter)}"
-    _admin(pg_admin_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    _admin(pg_admin_url, f"CREATE DATABASE {name} TEMPLATE {template_database}{_clone_clause}")
     url = _with_database(pg_admin_url, name)
     monkeypatch.setenv("NEWSWATCH_DATABASE_URL", url)
     yield url
