@@ -55,6 +55,12 @@ class Document:
     def title_and_body(self) -> tuple[str, str]:
         return split_title(self.text)
 
+    @property
+    def articles(self) -> set[str]:
+        """The article ids of this text without their translation suffix: two texts that share one are the
+        same article (scraped twice, or machine-translated)."""
+        return {_SUFFIX.sub("", key) for key in self.ids}
+
 
 @dataclass
 class Pair:

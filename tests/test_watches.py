@@ -50,6 +50,11 @@ def _store(name: str, text: str, language: str, published: datetime) -> int:
 @pytest.fixture
 def archive(seed_text, database_url) -> dict[str, int]:
     """The seed story in three languages, a rail strike (French and English) and Syrian peace talks."""
+    return store_archive(seed_text)
+
+
+def store_archive(seed_text: str) -> dict[str, int]:
+    """Stores the articles of ``archive`` (other test modules use it too); their ids by name."""
     lines = [line for line in seed_text.splitlines() if line.strip()]
     fixture = {name: (STORIES / f"{name}.txt").read_text(encoding="utf-8")
                for name in ("syria-strikes-en", "syria-strikes-de", "rail-strike-fr", "rail-strike-en",

@@ -334,6 +334,65 @@ def test_a_rule_is_written_previewed_saved_and_its_syntax_errors_pointed_at(admi
     assert removed.status_code == 303 and query("SELECT * FROM ui_rules") == []
 
 
+def test_a_meaning_rule_shows_its_min_similarity_each_matchs_similarity_and_the_near_misses(
+        admin, viewer, seed_text, query):
+    """The Rules pages say what ``newswatch rules test`` says: the threshold, each match's similarity, the
+    stories just below it (the seed story in three languages; a rail strike and Syrian peace talks)."""
+    from newswatch import configstore
+    from newswatch.config import Settings
+    from newswatch.stories.grouping import assign_stories
+    from tests.test_watches import store_archive
+
+    archive = store_archive(seed_text)
+    assign_stories(Settings())
+    seed = query("SELECT story_id FROM articles WHERE id = %s", (archive["fr"],))[0]["story_id"]
+    description = 'about:"US military strikes in Syria"'
+    configstore.add_rule("syria-meaning", description, min_similarity=0.55, actor="alice")
+
+    listing = text_of(viewer.get("/settings/rules").text)
+    assert "<th>Min. similarity</th>" in listing or ">Min. similarity<" in listing
+    row = listing[listing.index("syria-meaning"):]
+    assert "<td>0.55</td>" in row[:row.index("</tr>")]
+    file_row = listing[listing.index(">file-rule"):]
+    assert "<td>–</td>" in file_row[:file_row.index("</tr>")]  # no meaning term: the threshold changes nothing
+
+    # At its own 0.55 the seed story is just below: a near-miss, with its similarity and the threshold.
+    page = viewer.get("/settings/rules/preview", params={"name": "syria-meaning"})
+    html = text_of(page.text)
+    _no_unsafe_markup(page.text)
+    assert page.status_code == 200 and "<b>0 stories</b>" in html
+    assert "min_similarity 0.55</b>" in html and "Near-misses" in html
+    assert f"href='../../stories/{seed}'" in html
+    near = re.findall(rf'{re.escape(description)}, similarity (0\.\d\d) \(below 0\.55\)', html)
+    assert near and 0.50 <= float(near[0]) < 0.55, near
+
+    # A draft at the default: the story matches, each match with its similarity; nothing is near below.
+    draft = text_of(viewer.get("/settings/rules/preview", params={"query": description}).text)
+    assert "<b>1 story</b> (3 articles)" in draft and "min_similarity 0.40</b>" in draft
+    assert re.search(rf"{re.escape(description)}, similarity 0\.\d\d", draft) and "Near-misses" not in draft
+
+    # The editor previews and saves the threshold typed; blank is the default, a non-number is refused.
+    edit = admin.get("/settings/rules/edit", params={"name": "syria-meaning"}).text
+    assert 'name="min_similarity" value="0.55"' in edit
+    lower = post(admin, "/settings/rules/edit?name=syria-meaning", "/settings/rules/save",
+                 {"original": "syria-meaning", "query": description, "min_similarity": "0.45", "do": "preview"})
+    assert lower.status_code == 200 and "<b>1 story</b>" in lower.text and "min_similarity 0.45</b>" in lower.text
+    assert query("SELECT min_similarity FROM ui_rules")[0]["min_similarity"] == pytest.approx(0.55)
+    saved = post(admin, "/settings/rules/edit?name=syria-meaning", "/settings/rules/save",
+                 {"original": "syria-meaning", "query": description, "min_similarity": "0.45", "do": "save"})
+    assert saved.status_code == 303
+    assert query("SELECT min_similarity FROM ui_rules")[0]["min_similarity"] == pytest.approx(0.45)
+    for typed, message in (("abc", "is not a number"), ("1.5", "min_similarity")):
+        refused = post(admin, "/settings/rules/edit?name=syria-meaning", "/settings/rules/save",
+                       {"original": "syria-meaning", "query": description, "min_similarity": typed, "do": "save"})
+        assert refused.status_code == 400 and message in text_of(refused.text), typed
+        assert f'name="min_similarity" value="{typed}"' in refused.text  # what was typed is kept
+    post(admin, "/settings/rules/edit?name=syria-meaning", "/settings/rules/save",
+         {"original": "syria-meaning", "query": description, "min_similarity": "", "do": "save"})
+    assert query("SELECT min_similarity FROM ui_rules") == [{"min_similarity": None}]
+    assert "<td>0.40 (default)</td>" in text_of(viewer.get("/settings/rules").text)
+
+
 # --- channels -----------------------------------------------------------------------------------------
 
 

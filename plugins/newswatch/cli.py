@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 import psycopg2
 
 from newswatch import db, metrics, search
-from newswatch.alerts.watches import NEAR_MISS
 from newswatch.config import (
     UI_KINDS,
     ConfigError,
@@ -268,10 +267,13 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         print_json([*preview.stories, *({**row, "near_miss": True} for row in preview.near_misses)])
         return 0
     print(f"{source}: {preview.matched_stories} stories ({preview.matched_articles} articles) "
-          f"matched among {preview.scanned} articles of the last {args.days} days")
+          f"matched among {preview.scanned} articles of the last {args.days} days"
+          + (f" (meaning terms at min_similarity {preview.min_similarity:.2f})"
+             if preview.min_similarity is not None else ""))
     print_rows(preview.stories, ["story", "articles", "languages", "feeds", "last_seen", "title", "matched"], False)
     if preview.near_misses:
-        print(f"\nnear-misses (within {NEAR_MISS:.2f} below the threshold; lower min_similarity to include them):")
+        print(f"\nnear-misses (within {preview.near_miss:.2f} below the threshold; "
+              "lower min_similarity to include them):")
         print_rows(preview.near_misses, ["story", "language", "title", "near"], False)
     return 0
 

@@ -296,6 +296,10 @@ class RulePreview:
     near_misses: list[dict[str, Any]] = field(default_factory=list)
     # Meaning terms that have no vector (a like: naming nothing in the archive; a description the workers failed).
     unresolved: list[str] = field(default_factory=list)
+    # The threshold the query's meaning terms were matched at (None: it has none), and how far below it a
+    # near-miss may be: what a page or command says beside the similarities.
+    min_similarity: float | None = None
+    near_miss: float = 0.0
 
 
 def preview_rule(query: str, *, days: int = 7, limit: int = 50, language: str | None = None,
@@ -375,7 +379,8 @@ def preview_rule(query: str, *, days: int = 7, limit: int = 50, language: str | 
     misses = sorted((row for story_id, row in near.items() if story_id not in stories), key=lambda row: -row["best"])
     return RulePreview(query, days, scanned, matched, rows, len(stories), dict(sorted(by_language.items())),
                        [{key: row[key] for key in ("story", "title", "language", "near")} for row in misses[:limit]],
-                       [term.label for term in vectors.missing.values()])
+                       [term.label for term in vectors.missing.values()],
+                       rule.min_similarity if terms else None, watches.NEAR_MISS)
 
 
 # Each article's similarities to the ready meaning terms (``watches.TERMS_CTE``), those worth showing only.

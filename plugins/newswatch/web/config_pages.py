@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from newswatch import config, configstore
+from newswatch.rules import DEFAULT_MIN_SIMILARITY, RuleSyntaxError, compile_rule
 from newswatch.web import queries, render, security
 from newswatch.web.queries import reading
 
@@ -133,6 +134,29 @@ def audit_lines(entry: configstore.AuditEntry) -> list[str]:
     if entry.action == "remove":
         return []
     return entry.changes()
+
+
+def threshold_label(query: str, min_similarity: float | None) -> str | None:
+    """What a rules page says of a rule's ``min_similarity``: None when its query has no meaning term (the
+    threshold then changes nothing), else the value, marked when it is the default."""
+    try:
+        if not compile_rule(query).meanings:
+            return None
+    except RuleSyntaxError:
+        return None
+    return f"{DEFAULT_MIN_SIMILARITY:.2f} (default)" if min_similarity is None else f"{min_similarity:.2f}"
+
+
+def _min_similarity(text: str) -> float | None:
+    """A form's ``min_similarity``: blank is the default (None); ValueError for what is not a number
+    (configstore checks the range)."""
+    text = text.strip().replace(",", ".")
+    if not text:
+        return None
+    value = float(text)
+    if value != value:  # NaN
+        raise ValueError(text)
+    return value
 
 
 def _lines(text: str) -> str:
@@ -287,6 +311,8 @@ def _rules_page(request: Request, *, status_code: int = 200, **context: Any) -> 
     view, path, problems = _overview()
     return _page(request, "settings_rules.html", title="Rule settings", section="settings/rules",
                  status_code=status_code, rules=view.items["rule"] if view else [],
+                 thresholds={item.name: threshold_label(item.fields.get("query", ""), item.fields.get("min_similarity"))
+                             for item in (view.items["rule"] if view else [])},
                  conflicts=_conflicts(view, "rule"), path=path, problems=problems, **context)
 
 
@@ -295,8 +321,13 @@ def _rule_page(request: Request, *, form: dict[str, Any], original: str, status_
     view, path, problems = _overview()
     item = next((i for i in view.items["rule"] if i.name == original), None) if view and original else None
     values: dict[str, Any] = {"preview": None, "syntax": None, "syntax_error": None, **context}
+    try:
+        threshold = threshold_label(form["query"], _min_similarity(form.get("min_similarity", "")))
+    except ValueError:
+        threshold = None
     return _page(request, "settings_rule.html", title=f"Rule {original}" if original else "New rule",
                  section="settings/rules", status_code=status_code, form=form, original=original, item=item,
+                 threshold=threshold, default_similarity=DEFAULT_MIN_SIMILARITY,
                  channels=view.items["channel"] if view else [], path=path, problems=problems,
                  preview_days=PREVIEW_DAYS, **values)
 
@@ -304,21 +335,26 @@ def _rule_page(request: Request, *, form: dict[str, Any], original: str, status_
 @router.get("/settings/rules/edit", response_class=HTMLResponse, dependencies=_AUTH)
 def rule_edit(request: Request, name: str = "") -> HTMLResponse:
     """A new rule's form, or one rule: its query and channels, editable when it was added from the UI."""
-    form: dict[str, Any] = {"name": "", "query": "", "channels": [], "days": 7, "language": ""}
+    form: dict[str, Any] = {"name": "", "query": "", "channels": [], "days": 7, "language": "",
+                            "min_similarity": ""}
     if name:
         item = _find("rule", name)
         if item is None:
             return render.error_page(request, "Rule not found", f"There is no rule named {name!r}.", 404)
+        threshold = item.fields.get("min_similarity")
         form = {**form, "name": item.name, "query": item.fields.get("query", ""),
-                "channels": list(item.fields.get("channels") or [])}
+                "channels": list(item.fields.get("channels") or []),
+                "min_similarity": "" if threshold is None else f"{threshold:g}"}
     return _rule_page(request, form=form, original=name)
 
 
-def _preview(query: str, days: int, language: str) -> tuple[configstore.RulePreview | None, dict | None, str | None]:
-    """The preview of ``query``, or the caret display and line of its syntax error."""
+def _preview(query: str, days: int, language: str, min_similarity: float | None = None
+             ) -> tuple[configstore.RulePreview | None, dict | None, str | None]:
+    """The preview of ``query`` (its meaning terms at ``min_similarity``), or the caret display and line of its
+    syntax error."""
     try:
-        return configstore.preview_rule(query, days=days, limit=PREVIEW_STORIES, language=language or None), \
-            None, None
+        return configstore.preview_rule(query, days=days, limit=PREVIEW_STORIES, language=language or None,
+                                        min_similarity=min_similarity), None, None
     except configstore.InvalidItem as exc:
         return None, (caret(query, exc.position) if exc.position is not None else None), str(exc)
 
@@ -327,21 +363,29 @@ def _preview(query: str, days: int, language: str) -> tuple[configstore.RulePrev
 def rule_save(request: Request, name: FormText = "", query: FormText = "", original: FormText = "",
               channels: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies the default
               days: Annotated[int, Form(ge=1, le=365)] = 7, language: FormText = "",
-              do: FormText = "save") -> Response:
+              min_similarity: FormText = "", do: FormText = "save") -> Response:
     """Preview a draft (``do=preview``: what it would have matched) or save it; errors at their position."""
     query = _lines(query)
     form = {"name": original or name.strip(), "query": query, "channels": channels, "days": days,
-            "language": language}
+            "language": language, "min_similarity": min_similarity.strip()}
+    try:
+        threshold = _min_similarity(min_similarity)
+    except ValueError:
+        return _rule_page(request, form=form, original=original, status_code=400,
+                          error=f"min_similarity: {min_similarity.strip()!r} is not a number; write one from 0 to 1 "
+                                f"(e.g. 0.45), or leave it blank for the default ({DEFAULT_MIN_SIMILARITY:.2f})")
     if do == "preview":
-        preview, syntax, error = _preview(query, days, language)
+        preview, syntax, error = _preview(query, days, language, threshold)
         return _rule_page(request, form=form, original=original, preview=preview, syntax=syntax,
                           error=error if syntax is None else None, syntax_error=error,
                           status_code=200 if error is None else 400)
     try:
         if original:
-            configstore.update_rule(original, query=query, channels=channels, actor=_actor(request))
+            configstore.update_rule(original, query=query, channels=channels, min_similarity=threshold,
+                                    actor=_actor(request))
         else:
-            configstore.add_rule(name.strip(), query, channels=channels, actor=_actor(request))
+            configstore.add_rule(name.strip(), query, channels=channels, min_similarity=threshold,
+                                 actor=_actor(request))
     except configstore.ConfigRefused as exc:
         syntax = caret(query, exc.position) if exc.field == "query" and exc.position is not None else None
         return _rule_page(request, form=form, original=original, status_code=_status(exc), syntax=syntax,
@@ -352,15 +396,16 @@ def rule_save(request: Request, name: FormText = "", query: FormText = "", origi
 @router.get("/settings/rules/preview", response_class=HTMLResponse, dependencies=_AUTH)
 def rule_preview(request: Request, name: str = "", query: str = "",
                  days: Annotated[int, Query(ge=1, le=365)] = 7, language: str = "") -> HTMLResponse:
-    """What a configured rule (``name``) or a draft (``query``) would have matched: for every user, it changes
-    nothing."""
+    """What a configured rule (``name``, at its ``min_similarity``) or a draft (``query``, at the default) would
+    have matched: for every user, it changes nothing."""
+    threshold = None
     if name:
         item = _find("rule", name)
         if item is None:
             return render.error_page(request, "Rule not found", f"There is no rule named {name!r}.", 404)
-        query = item.fields.get("query", "")
+        query, threshold = item.fields.get("query", ""), item.fields.get("min_similarity")
     query = _lines(query)
-    preview, syntax, error = _preview(query, days, language) if query.strip() else (None, None, None)
+    preview, syntax, error = _preview(query, days, language, threshold) if query.strip() else (None, None, None)
     return _page(request, "settings_rule_preview.html", title=f"Preview of {name}" if name else "Rule preview",
                  section="settings/rules", status_code=200 if error is None else 400, name=name, query=query,
                  days=days, language=language, preview=preview, syntax=syntax, syntax_error=error,
