@@ -11,6 +11,8 @@ The second goes through the real path (``assign_stories``, the model, two runs, 
 from __future__ import annotations
 
 import random
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -227,3 +229,39 @@ def test_a_join_recomputes_what_it_cannot_fold_in(database_url, query, missing):
         "SELECT story_id, members, seen_from, seen_to FROM (" + RECOMPUTED_OPEN_SQL + ") r")
     assert query("SELECT article_count, feeds FROM stories") == [{"article_count": 3,
                                                                    "feeds": ["feed-0", "feed-1", "feed-2"]}]
+
+
+def test_a_meaning_placed_beside_a_grouping_transaction_reaches_the_open_row(database_url, query):
+    """A member's meaning placed while a grouping transaction holds the lock (a worker lost it when the member
+    was grouped; the next run embeds it) is summed in once that transaction has committed its joins: a recompute
+    beside it would overwrite the open row with a snapshot missing them, and the joins do not recompute it."""
+    store("fire-en", *_fixture("port-fire-en.txt"), "en", DAY)
+    lost = store("fire-fr", *_fixture("port-fire-fr.txt"), "fr", DAY + timedelta(hours=1))
+    assert grouping.assign_stories(Settings())["new_stories"] == 1
+    story = query("SELECT story_id FROM articles WHERE id = %s", (lost,))[0]["story_id"]
+    query("DELETE FROM article_meanings WHERE article_id = %s", (lost,))
+    with db.transaction() as cur:
+        grouping._refresh_open_story(cur, story)
+    late = store("fire-de", *_fixture("port-fire-de.txt"), "de", DAY + timedelta(hours=5))
+
+    conn = db.connect(database_url)
+    try:
+        cur = conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (grouping._CLUSTER_LOCK,))
+        cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (story, late))
+        grouping._join_story(cur, story, late)
+        analysed: list[int] = []
+        worker = threading.Thread(target=lambda: analysed.append(grouping.analyse_articles([lost], Settings())))
+        worker.start()
+        deadline = time.monotonic() + 120
+        while not query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"):  # the recompute waits for the grouping transaction
+            assert time.monotonic() < deadline and worker.is_alive()
+            time.sleep(0.05)
+        conn.commit()
+        worker.join(60)
+        assert analysed == [1]
+    finally:
+        conn.close()
+    assert query("SELECT members, languages, seen_to FROM open_stories WHERE story_id = %s", (story,)) == [
+        {"members": 2, "languages": {"en": 1, "fr": 1}, "seen_to": DAY + timedelta(hours=5)}]

@@ -337,12 +337,24 @@ def analyse_articles(article_ids: Iterable[int], settings: Settings) -> int:
             )
             placed = [row["article_id"] for row in inserted if row["placed"]]
             stored = len(placed)
-            # Open stories whose members just gained a meaning take it into their sum.
-            cur.execute("SELECT DISTINCT story_id FROM articles WHERE id = ANY(%s) AND story_id IS NOT NULL "
-                        "AND story_id IN (SELECT story_id FROM open_stories)", (placed,))
-            for row in cur.fetchall():
-                _refresh_open_story(cur, row["story_id"])
+    if stored:
+        _add_meanings_to_open_stories(placed)
     return stored
+
+
+def _add_meanings_to_open_stories(article_ids: list[int]) -> None:
+    """Open stories whose members just gained a meaning take it into their sum (recomputed from the members).
+
+    Under the grouping lock, once the meanings are committed: a grouping transaction folds its joins into
+    these rows (``_join_story``) rather than recomputing them, so a recompute must neither run beside it
+    (it would overwrite the row with a snapshot missing its joins) nor miss an article it is grouping.
+    """
+    with db.transaction() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CLUSTER_LOCK,))
+        cur.execute("SELECT DISTINCT story_id FROM articles WHERE id = ANY(%s) AND story_id IS NOT NULL "
+                    "AND story_id IN (SELECT story_id FROM open_stories) ORDER BY story_id", (article_ids,))
+        for row in cur.fetchall():
+            _refresh_open_story(cur, row["story_id"])
 
 
 def analyse_open_story_members(settings: Settings) -> int:
