@@ -265,3 +265,39 @@ def test_a_meaning_placed_beside_a_grouping_transaction_reaches_the_open_row(dat
         conn.close()
     assert query("SELECT members, languages, seen_to FROM open_stories WHERE story_id = %s", (story,)) == [
         {"members": 2, "languages": {"en": 1, "fr": 1}, "seen_to": DAY + timedelta(hours=5)}]
+
+
+def test_a_join_that_keeps_the_anchor_updates_the_open_row_in_place(database_url):
+    """A join that leaves the anchor where it is must not file the story again in the vector index: a heap-only
+    (HOT) update, as the recompute made. Otherwise every join adds an index entry, and the dead entries crowd
+    out the live ones in the nearest-story search of the same batch."""
+    rng = random.Random(3)
+    base = [rng.randint(-8, 8) for _ in range(meaning.DIMENSIONS)]
+    conn = db.connect(database_url)
+    try:
+        cur = conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+        ids = []
+        for number in range(3):
+            cur.execute("INSERT INTO articles (url, canonical_url, title, body, language, feed, extraction, "
+                        "content_hash) VALUES (%(url)s, %(url)s, 'title', 'body', 'en', 'feed', 'test', md5(%(url)s)) "
+                        "RETURNING id, title, fetched_at", {"url": f"http://127.0.0.1/{number}"})
+            article = cur.fetchone()
+            ids.append(article["id"])
+            cur.execute("INSERT INTO article_meanings (article_id, model, embedding) VALUES (%s, 'test', %s::vector)",
+                        (article["id"], _vector(rng, base)))
+        story = grouping._open_story(cur, article)
+        cur.execute("UPDATE articles SET story_id = %s WHERE id = ANY(%s)", (story, ids[:2]))
+        grouping._refresh_story(cur, story)
+        conn.commit()
+
+        cur.execute("SELECT anchor::text FROM open_stories")
+        anchor = cur.fetchone()["anchor"]
+        cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (story, ids[2]))
+        grouping._join_story(cur, story, ids[2])
+        cur.execute("SELECT anchor::text, members FROM open_stories")
+        assert cur.fetchone() == {"anchor": anchor, "members": 3}
+        cur.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'open_stories'")
+        assert cur.fetchone() == {"n_tup_upd": 1, "n_tup_hot_upd": 1}
+        conn.rollback()
+    finally:
+        conn.close()

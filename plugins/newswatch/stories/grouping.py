@@ -854,13 +854,16 @@ WHERE s.id = %(story)s AND a.id = %(article)s AND r.id = s.representative_articl
 
 # The open-story row after one join: the article's embedding (if it has one) added to the meaning sum, its
 # language counted, the seen window widened; the anchor moves by the rule of _refresh_open_story. No row
-# (the story had closed): nothing is updated, and the caller recomputes it.
-JOIN_OPEN_STORY_SQL = """
+# (the story had closed): nothing is updated, and the caller recomputes it. The new sum is cast to the column's
+# type: a sum is an untyped-length vector, and a CASE mixing it with the anchor would coerce (and so copy) the
+# kept anchor, which makes every update a new entry in the vector index instead of an in-place (HOT) update.
+_NEW_SUM = f"COALESCE(o.meaning_sum + v.embedding, o.meaning_sum, v.embedding)::vector({meaning.DIMENSIONS})"
+JOIN_OPEN_STORY_SQL = f"""
 UPDATE open_stories o SET
     anchor = CASE WHEN o.anchor IS NULL OR (v.embedding IS NULL AND o.meaning_sum IS NULL)
-                       OR (o.anchor <=> COALESCE(o.meaning_sum + v.embedding, o.meaning_sum, v.embedding)) > %(drift)s
-                  THEN COALESCE(o.meaning_sum + v.embedding, o.meaning_sum, v.embedding) ELSE o.anchor END,
-    meaning_sum = COALESCE(o.meaning_sum + v.embedding, o.meaning_sum, v.embedding),
+                       OR (o.anchor <=> {_NEW_SUM}) > %(drift)s
+                  THEN {_NEW_SUM} ELSE o.anchor END,
+    meaning_sum = {_NEW_SUM},
     members = o.members + (v.embedding IS NOT NULL)::int,
     languages = CASE WHEN v.embedding IS NULL THEN o.languages
                      ELSE jsonb_set(o.languages, ARRAY[v.language],
