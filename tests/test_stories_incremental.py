@@ -301,3 +301,22 @@ def test_a_join_that_keeps_the_anchor_updates_the_open_row_in_place(database_url
         conn.rollback()
     finally:
         conn.close()
+
+
+def test_a_story_is_judged_by_reading_its_newest_members_only(database_url, query):
+    """``MEMBERS_SQL`` reads about ``_RECENT_MEMBERS`` index entries per candidate story (migration 11: the
+    members indexed by story and id), not every member of a story of hundreds of copies."""
+    insert = ("INSERT INTO articles (url, canonical_url, title, body, language, feed, extraction, content_hash, "
+              "story_id, entities) SELECT 'http://127.0.0.1/' || i, 'http://127.0.0.1/' || i, 'copy', 'body', 'en', "
+              "'f', 'test', md5(i::text), {story}, '{{n:copy}}' FROM generate_series(%s, %s) i")
+    story = query("INSERT INTO stories (title) VALUES ('copies') RETURNING id")[0]["id"]
+    query(insert.format(story=story), (1, 400))
+    query("INSERT INTO stories (id, title) SELECT i, 'other' FROM generate_series(1000, 4000) i")
+    query(insert.format(story="i"), (1000, 4000))  # newer articles, each a story of its own
+    query("ANALYZE articles")
+    params = {"stories": [story], "vector": None, "limit": grouping._RECENT_MEMBERS}
+    plan = "\n".join(row["QUERY PLAN"] for row in query(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + grouping.MEMBERS_SQL, params))
+    assert "Index Scan Backward using articles_story on articles" in plan, plan
+    assert "Sort" not in plan, plan
+    assert len(query(grouping.MEMBERS_SQL, params)) == grouping._RECENT_MEMBERS

@@ -34,8 +34,10 @@ open two stories for the same event, and a re-run finds nothing to do.
 
 Every candidate lookup reads a bounded number of index entries, whatever the archive size: LSH bands
 (newest ``_PER_BAND`` articles per band), the title key, the most distinctive entity items (newest
-``_PER_ITEM`` articles per item within the window) and the vector index of open stories, which holds only
-the stories that gained an article within ``open_days`` (``open_stories``).
+``_PER_ITEM`` articles per item within the window), the vector index of open stories, which holds only
+the stories that gained an article within ``open_days`` (``open_stories``), and the newest
+``_RECENT_MEMBERS`` members of each candidate story (``articles_story``, by story and id). Joining a story
+updates its summary from the new article alone (``_join_story``), whatever the story's size.
 """
 
 from __future__ import annotations
