@@ -34,8 +34,10 @@ open two stories for the same event, and a re-run finds nothing to do.
 
 Every candidate lookup reads a bounded number of index entries, whatever the archive size: LSH bands
 (newest ``_PER_BAND`` articles per band), the title key, the most distinctive entity items (newest
-``_PER_ITEM`` articles per item within the window) and the vector index of open stories, which holds only
-the stories that gained an article within ``open_days`` (``open_stories``).
+``_PER_ITEM`` articles per item within the window), the vector index of open stories, which holds only
+the stories that gained an article within ``open_days`` (``open_stories``), and the newest
+``_RECENT_MEMBERS`` members of each candidate story (``articles_story``, by story and id). Joining a story
+updates its summary from the new article alone (``_join_story``), whatever the story's size.
 """
 
 from __future__ import annotations
@@ -337,12 +339,24 @@ def analyse_articles(article_ids: Iterable[int], settings: Settings) -> int:
             )
             placed = [row["article_id"] for row in inserted if row["placed"]]
             stored = len(placed)
-            # Open stories whose members just gained a meaning take it into their sum.
-            cur.execute("SELECT DISTINCT story_id FROM articles WHERE id = ANY(%s) AND story_id IS NOT NULL "
-                        "AND story_id IN (SELECT story_id FROM open_stories)", (placed,))
-            for row in cur.fetchall():
-                _refresh_open_story(cur, row["story_id"])
+    if stored:
+        _add_meanings_to_open_stories(placed)
     return stored
+
+
+def _add_meanings_to_open_stories(article_ids: list[int]) -> None:
+    """Open stories whose members just gained a meaning take it into their sum (recomputed from the members).
+
+    Under the grouping lock, once the meanings are committed: a grouping transaction folds its joins into
+    these rows (``_join_story``) rather than recomputing them, so a recompute must neither run beside it
+    (it would overwrite the row with a snapshot missing its joins) nor miss an article it is grouping.
+    """
+    with db.transaction() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CLUSTER_LOCK,))
+        cur.execute("SELECT DISTINCT story_id FROM articles WHERE id = ANY(%s) AND story_id IS NOT NULL "
+                    "AND story_id IN (SELECT story_id FROM open_stories) ORDER BY story_id", (article_ids,))
+        for row in cur.fetchall():
+            _refresh_open_story(cur, row["story_id"])
 
 
 def analyse_open_story_members(settings: Settings) -> int:
@@ -464,7 +478,10 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int],
         "UPDATE articles SET story_id = %s, dedup_reason = %s, dedup_score = %s, dedup_of = %s WHERE id = %s",
         (story_id, decision.reason, decision.score, decision.duplicate_of, article["id"]),
     )
-    _refresh_story(cur, story_id)
+    if decision.story_id is not None and not decision.also:
+        _join_story(cur, story_id, article["id"])  # one more member: no need to read the others
+    else:
+        _refresh_story(cur, story_id)
     # Document frequencies count every fingerprinted article once (its items, plus the total row).
     df.count(article["entities"])
     if own_frequencies:
@@ -790,6 +807,7 @@ def _refresh_story(cur, story_id: int) -> None:
     The representative article is the earliest published full article (feed-summary fallbacks only when
     the story has nothing else): a stable choice that does not flip as copies arrive, and usually the
     original report that later copies and translations derive from. The story takes its title.
+    A plain join folds its one article into the stored values instead (``_join_story``): the same result.
     """
     cur.execute(
         """
@@ -813,6 +831,71 @@ def _refresh_story(cur, story_id: int) -> None:
         {"story": story_id},
     )
     _refresh_open_story(cur, story_id)
+
+
+# One article joined a story: its summary columns and open-story row updated from that article alone, to the
+# values _refresh_story would recompute from all the members (the same aggregates, folded in one step).
+# A story without a representative row joins nothing here (the caller recomputes it).
+JOIN_STORY_SQL = """
+UPDATE stories s SET
+    article_count = s.article_count + 1,
+    languages = ARRAY(SELECT DISTINCT l FROM unnest(array_append(s.languages, a.language)) AS l
+                      WHERE l IS NOT NULL ORDER BY l),
+    feeds = CASE WHEN a.feed = ANY(s.feeds) THEN s.feeds
+                 ELSE ARRAY(SELECT DISTINCT f FROM unnest(array_append(s.feeds, a.feed)) AS f ORDER BY f) END,
+    first_seen_at = LEAST(s.first_seen_at, a.fetched_at), last_seen_at = GREATEST(s.last_seen_at, a.fetched_at),
+    representative_article = CASE WHEN (a.is_partial, COALESCE(a.published_at, a.fetched_at), a.id)
+                                       < (r.is_partial, COALESCE(r.published_at, r.fetched_at), r.id)
+                                  THEN a.id ELSE r.id END,
+    title = CASE WHEN (a.is_partial, COALESCE(a.published_at, a.fetched_at), a.id)
+                      < (r.is_partial, COALESCE(r.published_at, r.fetched_at), r.id)
+                 THEN a.title ELSE r.title END
+FROM articles a, articles r
+WHERE s.id = %(story)s AND a.id = %(article)s AND r.id = s.representative_article
+"""
+
+# The open-story row after one join: the article's embedding (if it has one) added to the meaning sum, its
+# language counted, the seen window widened; the anchor moves by the rule of _refresh_open_story. No row
+# (the story had closed): nothing is updated, and the caller recomputes it. The new sum is cast to the column's
+# type: a sum is an untyped-length vector, and a CASE mixing it with the anchor would coerce (and so copy) the
+# kept anchor, which makes every update a new entry in the vector index instead of an in-place (HOT) update.
+_NEW_SUM = f"COALESCE(o.meaning_sum + v.embedding, o.meaning_sum, v.embedding)::vector({meaning.DIMENSIONS})"
+JOIN_OPEN_STORY_SQL = f"""
+UPDATE open_stories o SET
+    anchor = CASE WHEN o.anchor IS NULL OR (v.embedding IS NULL AND o.meaning_sum IS NULL)
+                       OR (o.anchor <=> {_NEW_SUM}) > %(drift)s
+                  THEN {_NEW_SUM} ELSE o.anchor END,
+    meaning_sum = {_NEW_SUM},
+    members = o.members + (v.embedding IS NOT NULL)::int,
+    languages = CASE WHEN v.embedding IS NULL THEN o.languages
+                     ELSE jsonb_set(o.languages, ARRAY[v.language],
+                                    to_jsonb(COALESCE((o.languages ->> v.language)::bigint, 0) + 1)) END,
+    seen_from = LEAST(o.seen_from, v.seen_at), seen_to = GREATEST(o.seen_to, v.seen_at), touched_at = now()
+FROM (
+    SELECT m.embedding, COALESCE(a.language, '') AS language, COALESCE(a.published_at, a.fetched_at) AS seen_at
+    FROM articles a LEFT JOIN article_meanings m ON m.article_id = a.id
+    WHERE a.id = %(article)s
+) v
+WHERE o.story_id = %(story)s
+"""
+
+
+def _join_story(cur, story_id: int, article_id: int) -> None:
+    """``_refresh_story`` after a plain join (one article added to one story), at a cost independent of the
+    story's size: the same values, from the stored ones and the new article.
+
+    Every member change goes through grouping (articles are never removed from a story but by a merge,
+    which recomputes), so the stored values are the members' aggregates and folding in one article gives
+    what a recompute would. Where a row is missing (a story without a representative, a closed story),
+    the full recompute runs instead.
+    """
+    cur.execute(JOIN_STORY_SQL, {"story": story_id, "article": article_id})
+    if cur.rowcount == 0:
+        _refresh_story(cur, story_id)
+        return
+    cur.execute(JOIN_OPEN_STORY_SQL, {"story": story_id, "article": article_id, "drift": ANCHOR_DRIFT})
+    if cur.rowcount == 0:
+        _refresh_open_story(cur, story_id)
 
 
 def _refresh_open_story(cur, story_id: int) -> None:
