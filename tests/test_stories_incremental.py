@@ -320,3 +320,21 @@ def test_a_story_is_judged_by_reading_its_newest_members_only(database_url, quer
     assert "Index Scan Backward using articles_story on articles" in plan, plan
     assert "Sort" not in plan, plan
     assert len(query(grouping.MEMBERS_SQL, params)) == grouping._RECENT_MEMBERS
+
+
+def test_an_exact_copy_is_found_by_reading_the_copies_of_its_body_only(database_url, query):
+    """``COPY_SQL`` reads the copies of one body off (content_hash, id) (migration 11), not every grouped article
+    in id order, even with statistics that say nothing is grouped yet."""
+    query("INSERT INTO stories (id, title) SELECT i, 'story' FROM generate_series(1, 3000) i")
+    query("INSERT INTO articles (url, canonical_url, title, body, language, feed, extraction, content_hash, story_id) "
+          "SELECT 'http://127.0.0.1/' || i, 'http://127.0.0.1/' || i, 't', 'b', 'en', 'f', 'test', "
+          "CASE WHEN i > 2990 THEN 'wire' ELSE md5(i::text) END, NULL FROM generate_series(1, 3000) i")
+    query("ANALYZE articles")  # taken while nothing is grouped, as at the start of a batch
+    query("UPDATE articles SET story_id = id")
+    newest = query("SELECT max(id) AS id FROM articles")[0]["id"]
+    plan = "\n".join(row["QUERY PLAN"] for row in query(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + grouping.COPY_SQL, ("wire", newest)))
+    assert "articles_content_hash" in plan, plan
+    assert "articles_pkey" not in plan, plan
+    first = query("SELECT min(id) AS id FROM articles WHERE content_hash = 'wire'")[0]["id"]
+    assert query(grouping.COPY_SQL, ("wire", newest)) == [{"id": first, "story_id": first}]

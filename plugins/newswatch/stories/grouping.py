@@ -114,6 +114,14 @@ JOIN articles a ON a.id = candidates.article_id
 WHERE a.story_id IS NOT NULL AND a.entities IS NOT NULL
 """
 
+# The earliest grouped article with the same normalised body: read off migration 11's partial index on
+# (content_hash, id) of grouped articles, not by walking every grouped article.
+COPY_SQL = """
+SELECT id, story_id FROM articles
+WHERE content_hash = %s AND story_id IS NOT NULL AND id <> %s
+ORDER BY id LIMIT 1
+"""
+
 TITLE_SQL = """
 SELECT id, story_id, entities FROM articles
 WHERE title_key = %(key)s AND id <> %(id)s AND story_id IS NOT NULL
@@ -498,14 +506,7 @@ def decide(cur, article: dict, settings: Settings, df: Frequencies) -> Decision:
     window = timedelta(days=settings.dedup.window_days)
     low, high = article["seen_at"] - window, article["seen_at"] + window
     if article["minhash"] is not None:  # only texts long enough to compare carry a signature
-        cur.execute(
-            """
-            SELECT id, story_id FROM articles
-            WHERE content_hash = %s AND story_id IS NOT NULL AND id <> %s
-            ORDER BY id LIMIT 1
-            """,
-            (article["content_hash"], article["id"]),
-        )
+        cur.execute(COPY_SQL, (article["content_hash"], article["id"]))
         same = cur.fetchone()
         if same:
             return Decision(same["story_id"], "content_hash", 1.0, same["id"])
