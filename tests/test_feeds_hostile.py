@@ -411,15 +411,28 @@ def test_latin1_feed_with_no_charset_anywhere_is_decoded_with_a_warning():
     assert parsed.entries[0].title == "Été à Montréal" and parsed.warning
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "feeds.py (quality, low priority): a windows-1251 feed mislabelled utf-8 falls back to windows-1252 "
-    "and is stored as mojibake ('Íîâîñòè'), only flagged by a warning; charset_normalizer (installed) "
-    "could pick the right single-byte charset when feedparser has to fall back"))
-def test_windows_1251_feed_declared_utf8_is_not_stored_as_mojibake():
-    items = [{"title": "Привет из Москвы", "link": "http://127.0.0.1/a"}]
-    document = rss(items, title="Новости дня", declaration=None).encode("windows-1251")
+@pytest.mark.parametrize(("encoding", "channel", "title"), [
+    ("windows-1251", "Новости дня", "Привет из Москвы"),
+    ("windows-1253", "Ειδήσεις", "Εκλογές στην Αθήνα"),
+    ("windows-1256", "أخبار", "أخبار اليوم من القاهرة"),
+])
+def test_a_non_latin_feed_declared_utf8_is_re_decoded_not_stored_as_mojibake(encoding, channel, title):
+    items = [{"title": title, "link": "http://127.0.0.1/a"}]
+    document = rss(items, title=channel, declaration=None).encode(encoding)
     parsed = parse(document, "application/rss+xml; charset=utf-8")
-    assert parsed.entries[0].title == "Привет из Москвы"
+    assert (parsed.title, parsed.entries[0].title) == (channel, title)
+    assert parsed.warning and "declared UTF-8 but reads as" in parsed.warning
+
+
+@pytest.mark.parametrize("title", ["Élection présidentielle: les Français votent à l'été, déçus", "Müller in Zürich",
+                                   "café", "Œuvre à 100 €", "“quoted” © 2024"])
+def test_a_western_feed_declared_utf8_stays_windows_1252(title):
+    """Only non-Latin code pages are re-decoded: a Latin-script guess (windows-1250 for German) never replaces
+    feedparser's windows-1252, which is right for these."""
+    document = rss([{"title": title, "link": "http://127.0.0.1/a"}], declaration=None).encode("windows-1252")
+    parsed = parse(document, "application/rss+xml; charset=utf-8")
+    assert parsed.entries[0].title == title
+    assert "reads as" not in (parsed.warning or "")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -68,6 +68,10 @@ _ASCII_BYTES = bytes(range(0x80))
 # A document declared UTF-8 is repaired rather than re-decoded as windows-1252 when at least this share of its
 # non-ASCII bytes are valid UTF-8: a windows-1252 document has almost none.
 _UTF8_REPAIR_SHARE = 0.95
+# The Windows code pages of non-Latin scripts that a document mislabelled UTF-8 is re-decoded from when detected:
+# Cyrillic, Greek, Arabic. Others (KOI8-R, ISO 8859-x, Hebrew) were guessed wrong on short feeds, turning one
+# mojibake into another; Latin-script code pages are left to feedparser's windows-1252.
+_NON_LATIN_CODECS = frozenset({"cp1251", "cp1253", "cp1256"})
 # Titles declared plain text that carry a closing tag, a tag with attributes or a comment are markup in practice.
 _MARKUP_IN_TEXT = re.compile(r"</[A-Za-z][\w:-]*\s*>|<[A-Za-z][\w:-]*\s+[^<>]*=|<!--")
 _TTL = re.compile(r"[0-9]{1,7}")
@@ -177,14 +181,8 @@ def _repaired_utf8(content: bytes, content_type: str | None) -> tuple[bytes, str
     non-ASCII character of a UTF-8 feed into mojibake because of one bad byte. Only documents declared
     UTF-8 (or not declared at all: XML's default) whose non-ASCII bytes are nearly all valid UTF-8 are repaired.
     """
-    declared = _declared_charsets(content, content_type)
-    if not all(_normalised_charset(charset) == "utf-8" for charset in declared):
+    if not _mislabelled_utf8(content, content_type):
         return content, None
-    try:
-        content.decode("utf-8")
-        return content, None
-    except UnicodeDecodeError:
-        pass
     text = content.decode("utf-8", errors="surrogateescape")  # each bad byte becomes one lone surrogate
     bad_bytes = sum(len(run) for run in _ESCAPED_BYTE.findall(text))
     non_ascii = len(content.translate(None, _ASCII_BYTES))  # deleting the ASCII bytes leaves the others
@@ -192,6 +190,36 @@ def _repaired_utf8(content: bytes, content_type: str | None) -> tuple[bytes, str
         return content, None
     note = f"declared UTF-8 but {bad_bytes} byte(s) are not UTF-8: replaced with U+FFFD"
     return _ESCAPED_BYTE.sub("\ufffd", text).encode("utf-8"), note
+
+
+def _mislabelled_utf8(content: bytes, content_type: str | None) -> bool:
+    """True for a document declared UTF-8 (or not declared at all: XML's default) that is not valid UTF-8."""
+    if not all(_normalised_charset(charset) == "utf-8" for charset in _declared_charsets(content, content_type)):
+        return False
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _redecoded_non_latin(content: bytes, content_type: str | None) -> tuple[bytes, str | None]:
+    """A Cyrillic, Greek or Arabic single-byte document mislabelled UTF-8, re-decoded, with a note.
+
+    feedparser reads a document declared UTF-8 (or undeclared) that is not UTF-8 as windows-1252, which is
+    right for Western European feeds and turns every letter of, say, a windows-1251 feed into mojibake
+    ("Íîâîñòè"). Only when charset_normalizer reads the bytes as one of those scripts' codecs is the document
+    re-decoded: a Latin-script guess (windows-1250 for German, say) changes nothing, since windows-1252 is
+    at least as likely and feedparser already uses it.
+    """
+    if not _mislabelled_utf8(content, content_type):
+        return content, None
+    import charset_normalizer  # only here: the rare mislabelled feed pays its import
+
+    best = charset_normalizer.from_bytes(content, cp_isolation=[*_NON_LATIN_CODECS, "cp1252", "cp1250"]).best()
+    if best is None or _normalised_charset(best.encoding) not in _NON_LATIN_CODECS:
+        return content, None
+    return str(best).encode("utf-8"), f"declared UTF-8 but reads as {best.encoding}: re-decoded"
 
 
 def _normalised_charset(charset: str) -> str | None:
@@ -243,6 +271,8 @@ def _readable(content: bytes, content_type: str | None) -> tuple[bytes, str | No
     """
     content, content_type = _transcoded_from_bom(content, content_type)
     content, note = _repaired_utf8(content, content_type)
+    if note is None:
+        content, note = _redecoded_non_latin(content, content_type)
     head_end = len(_prolog(content.decode("latin-1")))
     content = _INLINE_DOCTYPE.sub(b"\n", content[:head_end]) + content[head_end:]
     content = _without_invalid_references(content)
