@@ -265,9 +265,10 @@ def _readable(content: bytes, content_type: str | None) -> tuple[bytes, str | No
     """The document as feedparser reads it best, its content type, and a note on what was repaired.
 
     Each step fixes a way in which an innocent feed was refused or garbled: a UTF-16/32 byte order mark
-    without a declaration, stray bytes in UTF-8, a DOCTYPE on the XML declaration's line (feedparser
-    leaves it in place and expat then drops every HTML entity as belonging to the external DTD), and
-    character references that expat refuses (surrogates written as references, code points beyond Unicode).
+    without a declaration, stray bytes in UTF-8, a Cyrillic, Greek or Arabic code page mislabelled UTF-8, a
+    DOCTYPE on the XML declaration's line (feedparser leaves it in place and expat then drops every HTML entity
+    as belonging to the external DTD), and character references that expat refuses (surrogates written as
+    references, code points beyond Unicode).
     """
     content, content_type = _transcoded_from_bom(content, content_type)
     content, note = _repaired_utf8(content, content_type)
