@@ -174,15 +174,14 @@ def _transcoded_from_bom(content: bytes, content_type: str | None) -> tuple[byte
     return content, content_type
 
 
-def _repaired_utf8(content: bytes, content_type: str | None) -> tuple[bytes, str | None]:
+def _repaired_utf8(content: bytes) -> tuple[bytes, str | None]:
     """A UTF-8 document with a few stray bytes, with those bytes replaced by U+FFFD, and a note saying so.
 
     feedparser re-decodes a document that is not entirely UTF-8 as windows-1252, which turns every
     non-ASCII character of a UTF-8 feed into mojibake because of one bad byte. Only documents declared
-    UTF-8 (or not declared at all: XML's default) whose non-ASCII bytes are nearly all valid UTF-8 are repaired.
+    UTF-8 (or not declared at all: XML's default) whose non-ASCII bytes are nearly all valid UTF-8 are repaired:
+    the caller has found the document mislabelled (``_mislabelled_utf8``).
     """
-    if not _mislabelled_utf8(content, content_type):
-        return content, None
     text = content.decode("utf-8", errors="surrogateescape")  # each bad byte becomes one lone surrogate
     bad_bytes = sum(len(run) for run in _ESCAPED_BYTE.findall(text))
     non_ascii = len(content.translate(None, _ASCII_BYTES))  # deleting the ASCII bytes leaves the others
@@ -203,17 +202,15 @@ def _mislabelled_utf8(content: bytes, content_type: str | None) -> bool:
     return False
 
 
-def _redecoded_non_latin(content: bytes, content_type: str | None) -> tuple[bytes, str | None]:
+def _redecoded_non_latin(content: bytes) -> tuple[bytes, str | None]:
     """A Cyrillic, Greek or Arabic single-byte document mislabelled UTF-8, re-decoded, with a note.
 
     feedparser reads a document declared UTF-8 (or undeclared) that is not UTF-8 as windows-1252, which is
     right for Western European feeds and turns every letter of, say, a windows-1251 feed into mojibake
     ("Íîâîñòè"). Only when charset_normalizer reads the bytes as one of those scripts' codecs is the document
     re-decoded: a Latin-script guess (windows-1250 for German, say) changes nothing, since windows-1252 is
-    at least as likely and feedparser already uses it.
+    at least as likely and feedparser already uses it. The caller has found the document mislabelled.
     """
-    if not _mislabelled_utf8(content, content_type):
-        return content, None
     import charset_normalizer  # only here: the rare mislabelled feed pays its import
 
     best = charset_normalizer.from_bytes(content, cp_isolation=[*_NON_LATIN_CODECS, "cp1252", "cp1250"]).best()
@@ -271,9 +268,11 @@ def _readable(content: bytes, content_type: str | None) -> tuple[bytes, str | No
     references, code points beyond Unicode).
     """
     content, content_type = _transcoded_from_bom(content, content_type)
-    content, note = _repaired_utf8(content, content_type)
-    if note is None:
-        content, note = _redecoded_non_latin(content, content_type)
+    note = None
+    if _mislabelled_utf8(content, content_type):  # looked at once: most feeds are valid UTF-8 and skip both steps
+        content, note = _repaired_utf8(content)
+        if note is None:
+            content, note = _redecoded_non_latin(content)
     head_end = len(_prolog(content.decode("latin-1")))
     content = _INLINE_DOCTYPE.sub(b"\n", content[:head_end]) + content[head_end:]
     content = _without_invalid_references(content)
