@@ -845,13 +845,11 @@ UPDATE stories s SET
     feeds = CASE WHEN a.feed = ANY(s.feeds) THEN s.feeds
                  ELSE ARRAY(SELECT DISTINCT f FROM unnest(array_append(s.feeds, a.feed)) AS f ORDER BY f) END,
     first_seen_at = LEAST(s.first_seen_at, a.fetched_at), last_seen_at = GREATEST(s.last_seen_at, a.fetched_at),
-    representative_article = CASE WHEN (a.is_partial, COALESCE(a.published_at, a.fetched_at), a.id)
-                                       < (r.is_partial, COALESCE(r.published_at, r.fetched_at), r.id)
-                                  THEN a.id ELSE r.id END,
-    title = CASE WHEN (a.is_partial, COALESCE(a.published_at, a.fetched_at), a.id)
-                      < (r.is_partial, COALESCE(r.published_at, r.fetched_at), r.id)
-                 THEN a.title ELSE r.title END
-FROM articles a, articles r
+    representative_article = CASE WHEN c.new_is_first THEN a.id ELSE r.id END,
+    title = CASE WHEN c.new_is_first THEN a.title ELSE r.title END
+FROM articles a, articles r,
+     LATERAL (SELECT (a.is_partial, COALESCE(a.published_at, a.fetched_at), a.id)
+                     < (r.is_partial, COALESCE(r.published_at, r.fetched_at), r.id) AS new_is_first) c
 WHERE s.id = %(story)s AND a.id = %(article)s AND r.id = s.representative_article
 """
 
