@@ -659,7 +659,31 @@ def test_work_is_split_into_about_one_batch_per_pool_slot():
     sizes = lambda items, **kw: [len(batch) for batch in task_batches(list(range(items)), settings, **kw)]  # noqa: E731
     assert sizes(0) == []
     assert sizes(10) == [10]
-    assert sizes(50) == [20, 20, 10]  # fewer items than slots x batch_size: batches of batch_size
+    assert sizes(50) == [17, 17, 16]  # fewer items than slots x batch_size: batches of at most batch_size
     assert sizes(1000) == [250] * 4  # a backlog: one batch per slot
     assert sizes(1000, max_batches=2) == [500, 500]  # [core] max_map_length
     assert sum(sizes(1001)) == 1001 and len(sizes(1001)) == 4
+
+
+def test_batches_side_by_side_ask_different_hosts_at_once():
+    """Queued pages come with their hosts taken in turn, and batches are dealt from that list, not cut from it:
+    the mapped tasks running side by side (and the threads inside each) ask different hosts at the same moment.
+    Cut in runs, every batch of a list cycling through 60 hosts started on the same host as the others and
+    walked in step with them, each waiting for the others' slots."""
+    from newswatch.ingest.hostslots import host_key, in_host_turns
+    from newswatch.pipeline import task_batches
+
+    # A feed's pages are queued together: 8 pages per feed, 3 feeds per host, 60 hosts.
+    rows = [{"id": n, "url": f"http://h{(n // 8) % 60}.example:8080/p{n}"} for n in range(60 * 3 * 8)]
+    ordered = in_host_turns(rows)
+    assert sorted(row["id"] for row in ordered) == list(range(len(rows)))
+    assert len({host_key(row["url"]) for row in ordered[:60]}) == 60
+    url_of = {row["id"]: row["url"] for row in rows}
+    settings = Settings.model_validate({"polling": {"batch_size": 20, "max_parallel_tasks": 4}})
+    batches = task_batches([row["id"] for row in ordered], settings)
+    assert len(batches) == 4 and sorted(sum(batches, [])) == list(range(len(rows)))
+    for position in range(0, 360, 7):  # the tasks at the same point of their batches
+        hosts = [host_key(url_of[batch[position]]) for batch in batches]
+        assert len(set(hosts)) == 4, (position, hosts)
+    for batch in batches:  # and the threads inside one task, taking its next pages
+        assert all(len({host_key(url_of[i]) for i in batch[start:start + 8]}) == 8 for start in range(0, 352, 8))

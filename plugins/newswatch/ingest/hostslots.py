@@ -60,6 +60,17 @@ def host_key(url: str) -> str:
     return f"{host}:{port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)}"
 
 
+def in_host_turns(rows: list[dict], url: str = "url") -> list[dict]:
+    """The rows with their hosts taken in turn (round-robin; each host's rows in their order), so that the
+    threads working down the list ask different hosts at once instead of queueing for one host's slots."""
+    by_host: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_host[host_key(row[url])].append(row)
+    queues = list(by_host.values())
+    return [queue[index] for index in range(max(map(len, queues), default=0)) for queue in queues
+            if index < len(queue)]
+
+
 def _lock_id(key: str) -> int:
     """A stable signed 32-bit number for a host key (the first advisory-lock key)."""
     return int.from_bytes(hashlib.blake2b(f"newswatch-host:{key}".encode(), digest_size=4).digest(), "big",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,7 +41,7 @@ from newswatch.ingest import schedule
 from newswatch.ingest.entries import FeedEntry, FeedError, ParsedFeed
 from newswatch.ingest.feeds import parse_job
 from newswatch.ingest.fetcher import Fetcher, FetchError, FetchResult, HostLimiter
-from newswatch.ingest.hostslots import HostBusy, host_key, host_slots
+from newswatch.ingest.hostslots import HostBusy, host_slots, in_host_turns
 from newswatch.urls import redact
 from newswatch.workers import WorkerFailure, WorkerPool, feed_pool
 
@@ -150,11 +149,20 @@ def sync_feeds(settings: Settings, *, force: bool = False) -> list[int]:
 
 
 def batched(items: list[int], size: int, max_batches: int | None = None) -> list[list[int]]:
-    """``items`` in batches of ``size``; larger ones when that would make more than ``max_batches`` batches
-    (Airflow fails a mapping longer than ``[core] max_map_length``): every item is taken this cycle."""
-    if max_batches and len(items) > size * max_batches:
-        size = -(-len(items) // max_batches)
-    return [items[index:index + size] for index in range(0, len(items), size)]
+    """``items`` dealt in turn into batches of about ``size`` (at most ``size``, all within one of each other);
+    fewer, larger ones when that would make more than ``max_batches`` batches (Airflow fails a mapping longer
+    than ``[core] max_map_length``): every item is taken this cycle.
+
+    Dealt, not cut in runs: items come with their hosts taken in turn (``in_host_turns``), so the batches
+    that run side by side start on different hosts and stay apart. Runs of a list that cycles through the
+    same hosts put every batch on the same host at the same moment, waiting for each other's slots.
+    """
+    if not items:
+        return []
+    count = -(-len(items) // size)
+    if max_batches:
+        count = min(count, max_batches)
+    return [items[start::count] for start in range(count)]
 
 
 def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
@@ -171,7 +179,7 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
             """,
             (list(feed_ids),),
         )
-        rows = _interleave_hosts(cur.fetchall())
+        rows = in_host_turns(cur.fetchall())
     limiter = host_slots(settings.polling.per_host_concurrency, settings.polling.host_wait_seconds)
     intervals = {feed.name: feed.interval for feed in settings.feeds}
     workers = min(settings.polling.feed_workers, max(len(rows), 1))
@@ -187,18 +195,6 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
         counts["not_modified"] += outcome.outcome == "not_modified"
         counts["new_entries"] += outcome.new_entries
     return counts
-
-
-def _interleave_hosts(rows: list[dict]) -> list[dict]:
-    """Round-robin over hosts, so workers are not all queued behind one host's slots."""
-    by_host: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_host[host_key(row["url"])].append(row)
-    queues = list(by_host.values())
-    ordered: list[dict] = []
-    for index in range(max((len(queue) for queue in queues), default=0)):
-        ordered.extend(queue[index] for queue in queues if index < len(queue))
-    return ordered
 
 
 def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int | None,
