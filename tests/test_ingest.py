@@ -112,6 +112,44 @@ def test_no_transaction_is_open_while_a_page_is_fetched(site, query, database_ur
     assert _entries(query)["/held"]["status"] == "done"
 
 
+def test_a_request_slot_waits_on_the_network_only_not_on_the_pages_fetched_before(site, query):
+    """With one request in flight per task, the next page is fetched while the first one is still being
+    processed (held here at its very end, once stored): a slot that waited for its page's extraction and
+    storage too left the network idle for part of every page."""
+    requested = threading.Event()
+
+    def second(_request):
+        requested.set()
+        return Route(200, _normal_page(2), HTML)
+
+    ids = _queue(query, site, {"/a/1": _normal_page(1), "/a/2": second, "/a/3": _normal_page(3)})
+    seen: list[bool] = []
+
+    def on_stored(_article_id: int) -> None:  # the storing thread waits here for the second request
+        seen.append(requested.wait(30))
+
+    counts = fetch_articles(list(ids.values()), _settings(article_workers=1), on_stored=on_stored)
+    assert counts == {"entries": 3, "stored": 3}
+    assert seen == [True, True, True]
+    assert site.peak_in_flight == 1  # still one request at a time
+
+
+def test_the_fetch_stage_analyses_what_it_stores_and_grouping_finds_it_done(site, query):
+    """Names and meaning are computed in the fetching task's worker processes, batch by batch while it fetches
+    on (17 pages: one batch during the fetch, the rest at its end), not all at the end of the cycle."""
+    from newswatch.pipeline import fetch_and_analyse
+    from newswatch.stories.grouping import assign_stories
+
+    ids = _queue(query, site, {f"/a/{i}": _normal_page(i) for i in range(17)})
+    counts = fetch_and_analyse(list(ids.values()), _settings())
+    assert counts == {"entries": 17, "stored": 17, "analysed": 17}
+    rows = query("SELECT a.entities IS NOT NULL AS named, m.embedding IS NOT NULL AS placed "
+                 "FROM articles a LEFT JOIN article_meanings m ON m.article_id = a.id")
+    assert rows == [{"named": True, "placed": True}] * 17
+    assert assign_stories(_settings())["embedded"] == 0  # nothing left to analyse
+    assert len(query("SELECT id FROM articles WHERE story_id IS NULL")) == 0
+
+
 @pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 def test_a_page_that_always_overruns_the_time_limit_ends_failed_and_shows_in_feed_health(site, query):
     pages = {"/slow": _slow_page(10_000), **{f"/a/{i}": _normal_page(i) for i in range(4)}}

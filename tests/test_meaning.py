@@ -13,6 +13,7 @@ from newswatch import db
 from newswatch.config import Settings
 from newswatch.stories import meaning
 from newswatch.stories.grouping import analyse_articles, assign_stories
+from newswatch.workers import WorkerPool
 from tests.conftest import _admin, _with_database
 
 STORIES = Path(__file__).parent / "fixtures" / "stories"
@@ -98,6 +99,14 @@ def test_copies_of_one_text_get_the_same_analysis_as_the_text_alone(query):
                                       "JOIN article_meanings m ON m.article_id = a.id")}
     assert len({(rows[i]["vector"], tuple(rows[i]["entities"])) for i in [*copies, alone]}) == 1
     assert rows[flood]["vector"] != rows[alone]["vector"]
+    # A text analysed lately is not sent to the workers again: a copy arriving later (another batch, another
+    # cycle) is analysed even with no worker to send it to.
+    closed = WorkerPool(1, time_limit=5)
+    closed.close()
+    late = insert("late", *_fixture("port-fire-en.txt"))
+    assert analyse_articles([late], Settings(), pool=closed) == 1
+    with pytest.raises(RuntimeError):
+        analyse_articles([insert("new", "A text never seen", "It needs a worker. " * 5)], Settings(), pool=closed)
 
 
 def test_a_server_without_pgvector_gets_one_clear_line(database_url, monkeypatch):

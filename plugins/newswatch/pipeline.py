@@ -51,6 +51,18 @@ def article_batches(settings: Settings, max_batches: int | None = None) -> list[
     return task_batches(pending_entries(), settings, max_batches)
 
 
+def fetch_and_analyse(entry_ids: list[int], settings: Settings, owner: str | None = None) -> dict[str, int]:
+    """The ingest stage, with the articles it stores analysed for grouping (entities, meaning) while it fetches
+    on, in the same worker processes (``newswatch.stories.grouping.BackgroundAnalysis``); returns its counts."""
+    from newswatch.ingest.articles import fetch_articles
+    from newswatch.stories.grouping import BackgroundAnalysis
+
+    with BackgroundAnalysis(settings) as analysis:
+        counts = fetch_articles(entry_ids, settings, owner=owner, on_stored=analysis.add)
+    counts["analysed"] = analysis.embedded
+    return counts
+
+
 def add_counts(total: dict[str, int], part: dict[str, int], prefix: str) -> None:
     for key, value in part.items():
         total[f"{prefix}.{key}"] = total.get(f"{prefix}.{key}", 0) + value
@@ -68,7 +80,7 @@ def run_cycle(
     """
     from newswatch.alerts.alerting import deliver_alerts, match_rules
     from newswatch.alerts.operator_events import deliver_operator_events
-    from newswatch.ingest.articles import fetch_articles, pending_entries
+    from newswatch.ingest.articles import pending_entries
     from newswatch.ingest.poller import poll_feeds
     from newswatch.stories.grouping import assign_stories
 
@@ -91,7 +103,7 @@ def run_cycle(
     timed("feeds")
     progress(f"feeds: {totals.get('feeds.feeds', 0)} polled, {totals.get('feeds.failed', 0)} failed, "
              f"{totals.get('feeds.new_entries', 0)} new entries")
-    add_counts(totals, fetch_articles(pending_entries(), settings), "articles")
+    add_counts(totals, fetch_and_analyse(pending_entries(), settings), "articles")
     timed("articles")
     progress(f"articles: {totals.get('articles.stored', 0)} stored, "
              f"{totals.get('articles.partial', 0)} from feed summaries, "

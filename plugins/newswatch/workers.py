@@ -501,15 +501,12 @@ def feed_pool(settings: Settings) -> WorkerPool:
 
 
 def document_pool(settings: Settings) -> WorkerPool:
-    """The process's workers for strangers' pages: extraction (and feed parsing, when a process does both)."""
+    """The process's workers for strangers' pages and what is computed from their text: extraction, feed
+    parsing (when a process does both) and the meaning model, loaded once in each worker before its memory
+    is capped. One pool for all of them: the pages a task extracts are analysed on the same cores, by
+    processes that are already warm, and no second set of processes holds a second copy of the model."""
     polling = settings.polling
     return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
                        memory_limit_mb=polling.item_memory_mb,
-                       warm=("newswatch.ingest.extract", "newswatch.ingest.feeds", "newswatch.ingest.articles"))
-
-
-def meaning_pool(settings: Settings) -> WorkerPool:
-    """The process's workers for the meaning model (loaded once in each, before its memory is capped)."""
-    polling = settings.polling
-    return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
-                       memory_limit_mb=polling.item_memory_mb, warm=("newswatch.stories.meaning",))
+                       warm=("newswatch.ingest.extract", "newswatch.ingest.feeds", "newswatch.ingest.articles",
+                             "newswatch.stories.meaning"))

@@ -43,8 +43,11 @@ updates its summary from the new article alone (``_join_story``), whatever the s
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -55,7 +58,7 @@ from newswatch import db
 from newswatch.config import Settings
 from newswatch.ingest.dedup import signature_from_bytes, similarity, title_key
 from newswatch.stories import entities, meaning
-from newswatch.workers import WorkerFailure, meaning_pool
+from newswatch.workers import WorkerFailure, WorkerPool, document_pool
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +287,7 @@ def embed_rule_meanings(settings: Settings, rules: Iterable | None = None, *, da
         return 0
     keys = list(wanted)
     try:
-        vectors = meaning_pool(settings).submit(meaning.embed, [wanted[key] for key in keys],
+        vectors = document_pool(settings).submit(meaning.embed, [wanted[key] for key in keys],
                                                 label="rule descriptions").result()
     except WorkerFailure as exc:
         log.warning("embedding %d rule description(s) failed (%s): retried on the next run", len(keys), exc)
@@ -302,7 +305,7 @@ def embed_rule_meanings(settings: Settings, rules: Iterable | None = None, *, da
     return len(keys)
 
 
-def analyse_articles(article_ids: Iterable[int], settings: Settings) -> int:
+def analyse_articles(article_ids: Iterable[int], settings: Settings, pool: WorkerPool | None = None) -> int:
     """Entity fingerprints and meanings of the given articles that lack them; returns how many got a vector.
 
     The work runs in the meaning worker processes, batch by batch across them and outside any
@@ -322,7 +325,7 @@ def analyse_articles(article_ids: Iterable[int], settings: Settings) -> int:
         rows = [row for row in cur.fetchall() if row["needs_entities"] or row["needs_meaning"]]
     if not rows:
         return 0
-    results = _analyse(settings, rows)
+    results = _analyse(pool or document_pool(settings), rows)
     fingerprints = [(row["id"], results[row["id"]][0]) for row in rows
                     if row["needs_entities"] and row["id"] in results]
     meanings = [(row["id"], results[row["id"]][1] if row["id"] in results else None)
@@ -350,6 +353,54 @@ def analyse_articles(article_ids: Iterable[int], settings: Settings) -> int:
     if stored:
         _add_meanings_to_open_stories(placed)
     return stored
+
+
+class BackgroundAnalysis:
+    """Analyses articles (``analyse_articles``) as the ingest stage stores them, in batches, in the background.
+
+    Extraction and the meaning model share the worker processes (``newswatch.workers.document_pool``): a task
+    that fetches pages analyses them on the same cores while its requests are on their way, and grouping
+    finds the work done instead of doing it all at the end of the cycle, on one task. Batches of
+    ``batch`` articles keep most of the model's batching gain. A batch that fails (a lost worker, the
+    database) is logged and left to grouping, which analyses what still lacks a meaning.
+
+    Use: ``with BackgroundAnalysis(settings) as analysis: fetch_articles(ids, settings, on_stored=analysis.add)``.
+    """
+
+    def __init__(self, settings: Settings, batch: int = 16) -> None:
+        self.settings, self.batch = settings, batch
+        self._pending: list[int] = []
+        self._lock = threading.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
+        self._futures: list[Future] = []
+        self.embedded = 0
+
+    def add(self, article_id: int) -> None:
+        """Queue a stored article; a full batch goes to the workers at once."""
+        with self._lock:
+            self._pending.append(article_id)
+            if len(self._pending) >= self.batch:
+                self._submit()
+
+    def _submit(self) -> None:
+        batch, self._pending = self._pending, []
+        self._futures.append(self._thread.submit(self._run, batch))
+
+    def _run(self, article_ids: list[int]) -> None:
+        try:
+            self.embedded += analyse_articles(article_ids, self.settings)
+        except Exception as exc:  # noqa: BLE001 - grouping analyses what is left; the fetches go on
+            log.warning("analysing %d stored articles failed, left to grouping: %s", len(article_ids), exc)
+
+    def __enter__(self) -> BackgroundAnalysis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Analyse what is left and wait for every batch."""
+        with self._lock:
+            if self._pending:
+                self._submit()
+        self._thread.shutdown(wait=True)
 
 
 def _add_meanings_to_open_stories(article_ids: list[int]) -> None:
@@ -385,23 +436,70 @@ def analyse_open_story_members(settings: Settings) -> int:
         embedded += analyse_articles(ids, settings)
 
 
-def _analyse(settings: Settings, rows: list[dict]) -> dict[int, tuple[list[str], np.ndarray | None]]:
-    """``meaning.analyse_job`` over the rows, in the meaning workers, batch by batch across them, once per
-    distinct text.
+TextAnalysis = tuple[list[str], np.ndarray | None]  # entity fingerprint, meaning
+
+
+class _RecentAnalyses:
+    """The analyses of the last ``size`` distinct texts this process saw, by a digest of the text: the copies
+    of a wire story reach a task in several of its batches (and several cycles), and are analysed once."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: collections.OrderedDict[bytes, TextAnalysis] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(row: dict) -> bytes:
+        text = "\x00".join(part or "" for part in (row["title"], row["body"], row["language"]))
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def get(self, key: bytes) -> TextAnalysis | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, analysis: TextAnalysis) -> None:
+        with self._lock:
+            self._items[key] = analysis
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+_recent = _RecentAnalyses(4096)
+
+
+def _analyse(pool: WorkerPool, rows: list[dict]) -> dict[int, TextAnalysis]:
+    """``meaning.analyse_job`` over the rows, in the worker processes, once per distinct text: copies of one
+    text (a wire story carried by many sites) get the same result, and a text analysed lately is not sent again.
 
     A batch lost to its worker (crash, time or memory limit) is retried article by article; an article that
     still fails is left out (logged): grouping computes its fingerprint itself, and it gets no meaning.
     """
-    # Copies of one text (a wire story carried by many sites) are analysed once: the result is the same.
-    copies: dict[tuple, list[int]] = {}
+    copies: dict[bytes, list[dict]] = {}
     for row in rows:
-        copies.setdefault((row["title"], row["body"], row["language"]), []).append(row["id"])
-    if len(copies) < len(rows):
-        distinct = [{"id": ids[0], "title": title, "body": body, "language": language}
-                    for (title, body, language), ids in copies.items()]
-        analysed = _analyse(settings, distinct)
-        return {article_id: analysed[ids[0]] for ids in copies.values() if ids[0] in analysed for article_id in ids}
-    pool = meaning_pool(settings)
+        copies.setdefault(_recent.key(row), []).append(row)
+    results: dict[int, TextAnalysis] = {}
+    missing: dict[bytes, list[dict]] = {}
+    for key, group in copies.items():
+        known = _recent.get(key)
+        if known is None:
+            missing[key] = group
+        else:
+            results.update((row["id"], known) for row in group)
+    analysed = _analyse_distinct(pool, [group[0] for group in missing.values()])
+    for key, group in missing.items():
+        if group[0]["id"] in analysed:
+            _recent.put(key, analysed[group[0]["id"]])
+            results.update((row["id"], analysed[group[0]["id"]]) for row in group)
+    return results
+
+
+def _analyse_distinct(pool: WorkerPool, rows: list[dict]) -> dict[int, TextAnalysis]:
+    """``_analyse`` for distinct texts: spread over the workers in batches, retried one by one when lost."""
+    if not rows:
+        return {}
     size = min(meaning.BATCH, -(-len(rows) // pool.size))  # every worker gets a share, none above BATCH
     batches = [rows[start:start + size] for start in range(0, len(rows), size)]
 
@@ -409,7 +507,7 @@ def _analyse(settings: Settings, rows: list[dict]) -> dict[int, tuple[list[str],
         return pool.submit(meaning.analyse_job, [(row["title"], row["body"], row["language"]) for row in batch])
 
     futures = [(batch, job(batch)) for batch in batches]
-    results: dict[int, tuple[list[str], np.ndarray | None]] = {}
+    results: dict[int, TextAnalysis] = {}
     for batch, future in futures:
         try:
             results.update(zip((row["id"] for row in batch), future.result(), strict=True))
@@ -461,9 +559,7 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int],
     df = Frequencies(cur) if df is None else df
     if article.get("entities") is None:  # not analysed beforehand (a worker lost it, a caller of its own)
         article["entities"] = list(entities.extract(article["title"], article["body"], article["language"]).items)
-    article["title_key"] = title_key(article["title"])
-    cur.execute("UPDATE articles SET title_key = %s, entities = %s WHERE id = %s",
-                (article["title_key"], article["entities"], article["id"]))
+    article["title_key"] = title_key(article["title"])  # stored with the decision, in one write of the row
     indexed = entities.indexed(article["entities"])
     if indexed:
         cur.execute(
@@ -483,8 +579,10 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int],
             counts["merged"] += 1
         counts["joined"] += 1
     cur.execute(
-        "UPDATE articles SET story_id = %s, dedup_reason = %s, dedup_score = %s, dedup_of = %s WHERE id = %s",
-        (story_id, decision.reason, decision.score, decision.duplicate_of, article["id"]),
+        "UPDATE articles SET story_id = %s, dedup_reason = %s, dedup_score = %s, dedup_of = %s, title_key = %s, "
+        "entities = %s WHERE id = %s",
+        (story_id, decision.reason, decision.score, decision.duplicate_of, article["title_key"],
+         article["entities"], article["id"]),
     )
     if decision.story_id is not None and not decision.also:
         _join_story(cur, story_id, article["id"])  # one more member: no need to read the others

@@ -13,8 +13,8 @@ pass is plain numpy, nothing is downloaded at run time. It reads the 16 language
 
 The model takes about half a second to load (its weights; the tokenizer is SentencePiece's own, in C++)
 and about 140 MB: it is loaded once per process, on the first call to ``embed``, never at import (DAG
-parsing and task start-up stay light). The pipeline embeds in worker processes
-(``newswatch.workers.meaning_pool``), where ``warm_up`` loads it when the worker starts.
+parsing and task start-up stay light). The pipeline embeds in the worker processes that extract the pages
+(``newswatch.workers.document_pool``), where ``warm_up`` loads it when the worker starts.
 """
 
 from __future__ import annotations
