@@ -10,7 +10,8 @@ served on 127.0.0.1 as it was fetched, listed in RSS feeds; answers are immediat
 - **newswatch**: ``newswatch poll --json`` in a subprocess against a fresh database of an embedded
   PostgreSQL: feeds polled, entries queued, pages fetched (``polling.article_workers`` threads) and
   extracted in worker processes, stored; then embedded and grouped, rules matched. Reported: the
-  **ingest** stage (queued entries to stored articles: what the poll reports as ``articles.ms``) and the
+  **ingest** stage (queued entries to stored articles, analysed for grouping in the same worker processes:
+  what the poll reports as ``articles.ms``) and the
   **whole cycle** (the poll's wall time minus that of an empty poll, i.e. interpreter start-up).
 
 Throughput is pages per second; ratios are against the baseline measured in the same run. Each setting

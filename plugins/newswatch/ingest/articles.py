@@ -6,10 +6,11 @@ Each entry goes through three steps, and no transaction is open across network o
    as a fetch and an extraction may take. Another worker, or another task beside a slow one, skips it;
    a lease that ran out (its worker was killed) makes the entry claimable again, and a retry of the same
    Airflow task instance (the same lease owner) takes over its earlier try's leases at once.
-2. **fetch** (``polling.article_workers`` threads: they wait on the network; each request holds one of its
-   host's ``polling.per_host_concurrency`` slots, shared by every process, ``newswatch.ingest.hostslots``) and
-   **extract** (a worker process, ``newswatch.workers``: a page that crashes, hangs or blows up the extractor
-   costs that entry only), outside any transaction.
+2. **fetch** (``polling.article_workers`` requests in flight: they wait on the network; each request holds one
+   of its host's ``polling.per_host_concurrency`` slots, shared by every process, ``newswatch.ingest.hostslots``)
+   and **extract** (a worker process, ``newswatch.workers``: a page that crashes, hangs or blows up the
+   extractor costs that entry only), outside any transaction. A few more threads than requests extract and
+   store what was fetched, so a request slot is never held while its page is processed.
 3. **store** (one short transaction): the article once per canonical URL (a second feed carrying the same
    link, or a ``utm_`` variant of it, points its entry at the existing article), its LSH bands, the entry
    done; only the lease owner may store.
