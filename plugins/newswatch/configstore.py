@@ -309,7 +309,7 @@ def preview_rule(query: str, *, days: int = 7, limit: int = 50, language: str | 
     ``newswatch rules test`` and of a rules page's preview. ``language`` keeps articles of that language only.
 
     InvalidItem (``field='query'``, ``position``) for a query that does not parse. The descriptions of its
-    about-terms are embedded first, in the meaning workers (``settings`` sizes them), outside any transaction;
+    about-terms are embedded first, in the worker processes (``settings`` sizes them), outside any transaction;
     the articles are then streamed from a read-only transaction (a server-side cursor), never all loaded,
     each with its similarities to the meaning terms computed by pgvector, as match_rules computes them.
     """

@@ -2,8 +2,8 @@
 ``like:`` terms, computed in PostgreSQL (pgvector), and the backlog of articles a rule could not judge yet.
 
 The ``match_rules`` task never loads the model (nor numpy: tests/test_task_imports.py): the vectors it needs
-are already in the database. An article's meaning is in ``article_meanings`` (the meaning workers embed it
-before grouping); an about-term's description is embedded by the same workers at the start of every
+are already in the database. An article's meaning is in ``article_meanings`` (the fetch tasks' worker processes
+embed it, before grouping); an about-term's description is embedded by such workers at the start of every
 ``cluster_stories`` run (``newswatch.stories.grouping.embed_rule_meanings``) into ``rule_meanings``, keyed by
 ``newswatch.rules.meaning_key``; a like-term's vector is the mean meaning of the story it names
 (``like:1234``) or the meaning of the article at that URL (``like:https://…``), read from the archive.

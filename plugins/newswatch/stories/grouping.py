@@ -47,7 +47,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -271,7 +271,7 @@ def assign_stories(settings: Settings) -> dict[str, int]:
 
 def embed_rule_meanings(settings: Settings, rules: Iterable | None = None, *, database_url: str | None = None) -> int:
     """Vectors of the about-term descriptions of ``rules`` (``newswatch.rules.Rule``; default: the enabled
-    rules of ``settings``) that ``rule_meanings`` lacks, computed in the meaning workers outside any
+    rules of ``settings``) that ``rule_meanings`` lacks, computed in the worker processes outside any
     transaction; returns how many were stored. A failure is logged and retried on the next call: match_rules
     holds the articles of a rule without its vector meanwhile."""
     if rules is None:
@@ -308,7 +308,7 @@ def embed_rule_meanings(settings: Settings, rules: Iterable | None = None, *, da
 def analyse_articles(article_ids: Iterable[int], settings: Settings, pool: WorkerPool | None = None) -> int:
     """Entity fingerprints and meanings of the given articles that lack them; returns how many got a vector.
 
-    The work runs in the meaning worker processes, batch by batch across them and outside any
+    The work runs in the worker processes (``document_pool``, or ``pool``), batch by batch across them and outside any
     transaction, so that grouping itself only looks things up and decides. A text the model cannot
     place (too short) gets a meaning row without vector: looked at once, never again.
     """
@@ -372,7 +372,6 @@ class BackgroundAnalysis:
         self._pending: list[int] = []
         self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
-        self._futures: list[Future] = []
         self.embedded = 0
 
     def add(self, article_id: int) -> None:
@@ -384,7 +383,7 @@ class BackgroundAnalysis:
 
     def _submit(self) -> None:
         batch, self._pending = self._pending, []
-        self._futures.append(self._thread.submit(self._run, batch))
+        self._thread.submit(self._run, batch)
 
     def _run(self, article_ids: list[int]) -> None:
         try:
