@@ -150,6 +150,25 @@ def test_the_fetch_stage_analyses_what_it_stores_and_grouping_finds_it_done(site
     assert len(query("SELECT id FROM articles WHERE story_id IS NULL")) == 0
 
 
+def test_analysis_that_fails_beside_the_fetch_costs_no_page_and_is_left_to_grouping(site, query, caplog):
+    """The analysis has no worker to run on (a closed pool): every page is still stored, one line says what
+    was left, and grouping analyses those articles before it groups them."""
+    from newswatch.stories.grouping import BackgroundAnalysis, assign_stories
+
+    # Texts no other test has: this process would otherwise reuse their recent analyses, without a worker.
+    ids = _queue(query, site, {f"/a/{i}": _normal_page(900 + i) for i in range(5)})
+    closed = workers.WorkerPool(1, time_limit=5)
+    closed.close()
+    with BackgroundAnalysis(_settings(), batch=2, pool=closed) as analysis:
+        counts = fetch_articles(list(ids.values()), _settings(), on_stored=analysis.add)
+    assert counts == {"entries": 5, "stored": 5} and analysis.embedded == 0
+    assert [r.message for r in caplog.records if "left to grouping" in r.message] == [
+        "analysing 2 stored article(s) failed, left to grouping: the worker pool is closed"] * 2 + [
+        "analysing 1 stored article(s) failed, left to grouping: the worker pool is closed"]
+    assert query("SELECT count(*) AS n FROM article_meanings") == [{"n": 0}]
+    assert assign_stories(_settings())["embedded"] == 5
+
+
 @pytest.mark.slow  # a fault drill that waits out real deadlines or time limits
 def test_a_page_that_always_overruns_the_time_limit_ends_failed_and_shows_in_feed_health(site, query):
     pages = {"/slow": _slow_page(10_000), **{f"/a/{i}": _normal_page(i) for i in range(4)}}

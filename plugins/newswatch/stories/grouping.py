@@ -367,8 +367,8 @@ class BackgroundAnalysis:
     Use: ``with BackgroundAnalysis(settings) as analysis: fetch_articles(ids, settings, on_stored=analysis.add)``.
     """
 
-    def __init__(self, settings: Settings, batch: int = 16) -> None:
-        self.settings, self.batch = settings, batch
+    def __init__(self, settings: Settings, batch: int = 16, pool: WorkerPool | None = None) -> None:
+        self.settings, self.batch, self.pool = settings, batch, pool
         self._pending: list[int] = []
         self._lock = threading.Lock()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
@@ -387,9 +387,9 @@ class BackgroundAnalysis:
 
     def _run(self, article_ids: list[int]) -> None:
         try:
-            self.embedded += analyse_articles(article_ids, self.settings)
+            self.embedded += analyse_articles(article_ids, self.settings, self.pool)
         except Exception as exc:  # noqa: BLE001 - grouping analyses what is left; the fetches go on
-            log.warning("analysing %d stored articles failed, left to grouping: %s", len(article_ids), exc)
+            log.warning("analysing %d stored article(s) failed, left to grouping: %s", len(article_ids), exc)
 
     def __enter__(self) -> BackgroundAnalysis:
         return self
