@@ -88,8 +88,8 @@ def fetch_articles(entry_ids: list[int], settings: Settings, owner: str | None =
     slots = host_slots(settings.polling.per_host_concurrency, settings.polling.host_wait_seconds)
     run = _Run(owner, settings, document_pool(settings), slots, on_stored)
     # ``article_workers`` threads are on the network at any time; the others extract and store the pages
-    # already fetched. A request slot is then busy for the request alone: it used to wait for its page's
-    # extraction and storage too, a quarter of every page's time on a latency-bound run.
+    # already fetched. A request slot is then busy for the request alone, not also for its page's extraction
+    # and storage.
     threads = min(settings.polling.article_workers + run.pool.size + 1, len(entry_ids))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="article") as executor:
         outcomes = list(executor.map(lambda entry_id: _process_entry(entry_id, run), entry_ids))

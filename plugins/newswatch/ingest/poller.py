@@ -153,8 +153,9 @@ def batched(items: list[int], size: int, max_batches: int | None = None) -> list
     fewer, larger ones when that would make more than ``max_batches`` batches (Airflow fails a mapping longer
     than ``[core] max_map_length``): every item is taken this cycle.
 
-    Dealt, not cut in runs: items come with their hosts taken in turn (``in_host_turns``), so the batches
-    that run side by side start on different hosts and stay apart. Runs of a list that cycles through the
+    Dealt, not cut in runs: queued pages come with their hosts taken in turn (``pending_entries``), and a
+    site's feeds are spread over every batch, so the batches that run side by side start on different hosts
+    and stay apart. Runs of a list that cycles through the
     same hosts put every batch on the same host at the same moment, waiting for each other's slots.
     """
     if not items:
