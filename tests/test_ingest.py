@@ -143,6 +143,8 @@ def test_the_fetch_stage_analyses_what_it_stores_and_grouping_finds_it_done(site
     ids = _queue(query, site, {f"/a/{i}": _normal_page(i) for i in range(17)})
     counts = fetch_and_analyse(list(ids.values()), _settings())
     assert counts == {"entries": 17, "stored": 17, "analysed": 17}
+    # One set of worker processes did both: the model is not loaded a second time beside the extractors.
+    assert workers.meaning_pool(_settings()) is workers.document_pool(_settings())
     rows = query("SELECT a.entities IS NOT NULL AS named, m.embedding IS NOT NULL AS placed "
                  "FROM articles a LEFT JOIN article_meanings m ON m.article_id = a.id")
     assert rows == [{"named": True, "placed": True}] * 17

@@ -500,6 +500,10 @@ def feed_pool(settings: Settings) -> WorkerPool:
                        memory_limit_mb=polling.item_memory_mb, warm=("newswatch.ingest.feeds",))
 
 
+_DOCUMENT_WARM = ("newswatch.ingest.extract", "newswatch.ingest.feeds", "newswatch.ingest.articles",
+                  "newswatch.stories.meaning")
+
+
 def document_pool(settings: Settings) -> WorkerPool:
     """The process's workers for strangers' pages and what is computed from their text: extraction, feed
     parsing (when a process does both) and the meaning model, loaded once in each worker before its memory
@@ -508,5 +512,17 @@ def document_pool(settings: Settings) -> WorkerPool:
     polling = settings.polling
     return shared_pool(polling.worker_processes or None, time_limit=polling.item_time_limit,
                        memory_limit_mb=polling.item_memory_mb,
-                       warm=("newswatch.ingest.extract", "newswatch.ingest.feeds", "newswatch.ingest.articles",
-                             "newswatch.stories.meaning"))
+                       warm=_DOCUMENT_WARM)
+
+
+def meaning_pool(settings: Settings) -> WorkerPool:
+    """The process's workers for the meaning model: its document pool when it has started one (a fetch task,
+    ``newswatch poll``: the model is warm there already, no second copy), else workers that load the model
+    alone (``cluster_stories``, the rules preview), without the extraction stack they would not use."""
+    polling = settings.polling
+    size, time_limit, memory = polling.worker_processes or None, polling.item_time_limit, polling.item_memory_mb
+    with _shared_lock:
+        documents = _shared.get((os.getpid(), size, time_limit, memory, _DOCUMENT_WARM))
+    if documents is not None:
+        return documents
+    return shared_pool(size, time_limit=time_limit, memory_limit_mb=memory, warm=("newswatch.stories.meaning",))

@@ -58,7 +58,7 @@ from newswatch import db
 from newswatch.config import Settings
 from newswatch.ingest.dedup import signature_from_bytes, similarity, title_key
 from newswatch.stories import entities, meaning
-from newswatch.workers import WorkerFailure, WorkerPool, document_pool
+from newswatch.workers import WorkerFailure, WorkerPool, meaning_pool
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def embed_rule_meanings(settings: Settings, rules: Iterable | None = None, *, da
         return 0
     keys = list(wanted)
     try:
-        vectors = document_pool(settings).submit(meaning.embed, [wanted[key] for key in keys],
+        vectors = meaning_pool(settings).submit(meaning.embed, [wanted[key] for key in keys],
                                                 label="rule descriptions").result()
     except WorkerFailure as exc:
         log.warning("embedding %d rule description(s) failed (%s): retried on the next run", len(keys), exc)
@@ -308,8 +308,8 @@ def embed_rule_meanings(settings: Settings, rules: Iterable | None = None, *, da
 def analyse_articles(article_ids: Iterable[int], settings: Settings, pool: WorkerPool | None = None) -> int:
     """Entity fingerprints and meanings of the given articles that lack them; returns how many got a vector.
 
-    The work runs in the worker processes (``document_pool``, or ``pool``), batch by batch across them and outside any
-    transaction, so that grouping itself only looks things up and decides. A text the model cannot
+    The work runs in the worker processes (``pool``, else ``meaning_pool``), batch by batch across them and
+    outside any transaction, so that grouping itself only looks things up and decides. A text the model cannot
     place (too short) gets a meaning row without vector: looked at once, never again.
     """
     with db.transaction() as cur:
@@ -325,7 +325,7 @@ def analyse_articles(article_ids: Iterable[int], settings: Settings, pool: Worke
         rows = [row for row in cur.fetchall() if row["needs_entities"] or row["needs_meaning"]]
     if not rows:
         return 0
-    results = _analyse(pool or document_pool(settings), rows)
+    results = _analyse(pool or meaning_pool(settings), rows)
     fingerprints = [(row["id"], results[row["id"]][0]) for row in rows
                     if row["needs_entities"] and row["id"] in results]
     meanings = [(row["id"], results[row["id"]][1] if row["id"] in results else None)
