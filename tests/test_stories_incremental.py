@@ -22,6 +22,7 @@ import pytest
 from newswatch import db
 from newswatch.config import Settings
 from newswatch.stories import grouping, meaning
+from tests.conftest import _with_database
 from tests.test_stories_crosslang import DAY, _fixture, store
 
 STORY_COLUMNS = ("title", "representative_article", "article_count", "languages", "feeds", "first_seen_at",
@@ -134,7 +135,7 @@ def test_a_join_updates_the_story_and_its_open_row_as_a_recompute_would(database
         sequence = _workload(cur, random.Random(7))
         conn.commit()
 
-        incremental = _group(cur, sequence, grouping._join_story)
+        incremental = _group(cur, sequence, lambda cur, story, article: grouping._join_story(cur, story, [article]))
         # Every story and open-story row is what its members give (the anchor: within the drift of the meaning).
         stories, open_rows = _stored(cur)
         assert stories == _rows(cur, RECOMPUTED_STORIES_SQL, "id")
@@ -223,7 +224,7 @@ def test_a_join_recomputes_what_it_cannot_fold_in(database_url, query, missing):
         else:
             cur.execute("DELETE FROM open_stories WHERE story_id = %s", (story,))
         cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (story, ids[2]))
-        grouping._join_story(cur, story, ids[2])
+        grouping._join_story(cur, story, [ids[2]])
     assert query(f"SELECT id, {', '.join(STORY_COLUMNS)} FROM stories") == query(RECOMPUTED_STORIES_SQL)
     assert query("SELECT story_id, members, seen_from, seen_to FROM open_stories") == query(
         "SELECT story_id, members, seen_from, seen_to FROM (" + RECOMPUTED_OPEN_SQL + ") r")
@@ -249,7 +250,7 @@ def test_a_meaning_placed_beside_a_grouping_transaction_reaches_the_open_row(dat
         cur = conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (grouping._CLUSTER_LOCK,))
         cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (story, late))
-        grouping._join_story(cur, story, late)
+        grouping._join_story(cur, story, [late])
         analysed: list[int] = []
         worker = threading.Thread(target=lambda: analysed.append(grouping.analyse_articles([lost], Settings())))
         worker.start()
@@ -293,7 +294,7 @@ def test_a_join_that_keeps_the_anchor_updates_the_open_row_in_place(database_url
         cur.execute("SELECT anchor::text FROM open_stories")
         anchor = cur.fetchone()["anchor"]
         cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (story, ids[2]))
-        grouping._join_story(cur, story, ids[2])
+        grouping._join_story(cur, story, [ids[2]])
         cur.execute("SELECT anchor::text, members FROM open_stories")
         assert cur.fetchone() == {"anchor": anchor, "members": 3}
         cur.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'open_stories'")
@@ -338,3 +339,130 @@ def test_an_exact_copy_is_found_by_reading_the_copies_of_its_body_only(database_
     assert "articles_pkey" not in plan, plan
     first = query("SELECT min(id) AS id FROM articles WHERE content_hash = 'wire'")[0]["id"]
     assert query(grouping.COPY_SQL, ("wire", newest)) == [{"id": first, "story_id": first}]
+
+
+def test_articles_joined_in_runs_give_what_a_recompute_gives(database_url):
+    """Several articles folded into a story at once (a run of copies, ``grouping._Copies``) give the members'
+    aggregates, as one at a time does; a story closed meanwhile is reopened from its members."""
+    conn = db.connect(database_url)
+    try:
+        cur = conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+        rng = random.Random(11)
+        sequence = _workload(cur, rng)
+        ids: dict[int, int] = {}
+        waiting: dict[int, list[int]] = {}
+        for step, (story, article_id) in enumerate(sequence):
+            if story not in ids:
+                cur.execute("SELECT id, title, fetched_at FROM articles WHERE id = %s", (article_id,))
+                ids[story] = grouping._open_story(cur, cur.fetchone())
+                cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (ids[story], article_id))
+                grouping._refresh_story(cur, ids[story])
+                continue
+            waiting.setdefault(story, []).append(article_id)
+            if step == 30:
+                cur.execute("DELETE FROM open_stories WHERE story_id = %s", (ids[0],))
+            if len(waiting[story]) >= rng.randint(1, 6) or step == len(sequence) - 1:
+                for number, run in list(waiting.items()):
+                    cur.execute("UPDATE articles SET story_id = %s WHERE id = ANY(%s)", (ids[number], run))
+                    grouping._join_story(cur, ids[number], run)
+                waiting.clear()
+        stories, open_rows = _stored(cur)
+        assert stories == _rows(cur, RECOMPUTED_STORIES_SQL, "id")
+        recomputed = _rows(cur, RECOMPUTED_OPEN_SQL.replace("v.total AS", "v.total::text AS"), "story_id")
+        assert {i: {k: v for k, v in row.items() if k != "anchor"} for i, row in open_rows.items()} == recomputed
+        cur.execute("SELECT bool_and(anchor <=> meaning_sum <= %s) AS near FROM open_stories WHERE anchor IS NOT NULL",
+                    (grouping.ANCHOR_DRIFT,))
+        assert cur.fetchone()["near"]
+        assert stories[ids[0]]["article_count"] > 15 and len(open_rows) == 4
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+def _grouped_state(query) -> dict:
+    """Everything grouping writes, for comparing two databases that stored the same articles in the same order."""
+    articles = query("SELECT id, story_id, dedup_reason, dedup_score, dedup_of, title_key, entities FROM articles "
+                     "ORDER BY id")
+    # (first_seen_at and last_seen_at are fetch times: checked against the members, not across databases)
+    stories = query("SELECT id, title, representative_article, article_count, languages, feeds FROM stories "
+                    "ORDER BY id")
+    open_rows = query("SELECT story_id, meaning_sum::text, members, languages, seen_from, seen_to FROM open_stories "
+                      "ORDER BY story_id")
+    sums = [meaning.parse_vector(row.pop("meaning_sum")) for row in open_rows]
+    index = query("SELECT entity, seen_at, article_id FROM article_entities ORDER BY 1, 2, 3")
+    frequencies = query("SELECT entity, df FROM entity_df ORDER BY entity")
+    return {"articles": articles, "stories": stories, "open": open_rows, "sums": sums, "index": index,
+            "df": frequencies}
+
+
+def test_copies_joined_in_runs_are_grouped_as_one_by_one(database_url, pg_admin_url, template_database, query,
+                                                         monkeypatch):
+    """The same articles grouped twice, in two databases: with the copies of a batch joined in runs, and with every
+    article through the full path. Copies of a story grouped in an earlier run, copies of a story opened in the
+    same batch, a copy published before its original, and other articles between them: the same rows."""
+    texts = {name: _fixture(f"{name}.txt") for name in ("port-fire-en", "port-fire-fr", "syria-strikes-en",
+                                                        "syria-strikes-de", "river-flood-en", "river-flood-es")}
+    earlier = [("fire-en", "port-fire-en", "en", DAY), ("syria-en", "syria-strikes-en", "en", DAY)]
+    later = [("fire-en-copy1", "port-fire-en", "en", DAY + timedelta(hours=1)),
+             ("flood-en", "river-flood-en", "en", DAY + timedelta(hours=1, minutes=30)),
+             ("fire-en-copy2", "port-fire-en", "en", DAY + timedelta(hours=2)),
+             ("flood-en-copy1", "river-flood-en", "en", DAY + timedelta(hours=1, minutes=10)),  # before the original
+             ("syria-en-copy1", "syria-strikes-en", "en", DAY + timedelta(hours=2)),
+             ("fire-en-copy4", "port-fire-en", "en", DAY + timedelta(hours=2, minutes=30)),
+             ("syria-de", "syria-strikes-de", "de", DAY + timedelta(hours=3)),
+             ("fire-fr", "port-fire-fr", "fr", DAY + timedelta(hours=3)),
+             ("flood-en-copy2", "river-flood-en", "en", DAY + timedelta(hours=4)),
+             ("syria-en-copy2", "syria-strikes-en", "en", DAY + timedelta(hours=4)),
+             ("syria-en-copy3", "syria-strikes-en", "en", DAY + timedelta(hours=4, minutes=30)),
+             ("flood-es", "river-flood-es", "es", DAY + timedelta(hours=5)),
+             ("fire-en-copy3", "port-fire-en", "en", DAY + timedelta(hours=6))]
+
+    def scenario() -> None:
+        for name, text, language, published in earlier:
+            store(name, *texts[text], language, published)
+        grouping.assign_stories(Settings())
+        for name, text, language, published in later:
+            store(name, *texts[text], language, published)
+        grouping.assign_stories(Settings())
+
+    runs: list[list[int]] = []
+    join = grouping._join_story
+    monkeypatch.setattr(grouping, "_join_story",
+                        lambda cur, story, ids: (runs.append(list(ids)), join(cur, story, ids)))
+    scenario()
+    in_runs = _grouped_state(query)
+
+    name = f"{query('SELECT current_database() AS name')[0]['name']}_one_by_one"
+    conn = psycopg2.connect(pg_admin_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+        one_url = _with_database(pg_admin_url, name)
+        monkeypatch.setenv("NEWSWATCH_DATABASE_URL", one_url)
+        monkeypatch.setattr(grouping._Copies, "take", lambda self, article: False)
+        scenario()
+        one_by_one = _grouped_state(lambda sql, params=None: _query(one_url, sql, params))
+    finally:
+        db.close_pools(one_url)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.close()
+
+    assert any(len(run) > 1 for run in runs), "copies were joined in runs"
+    reasons = {row["dedup_reason"] for row in in_runs["articles"]}
+    assert {"content_hash", "meaning", "new_story"} <= reasons, reasons
+    sums = in_runs.pop("sums"), one_by_one.pop("sums")
+    assert in_runs == one_by_one
+    assert query(f"SELECT id, {', '.join(STORY_COLUMNS)} FROM stories ORDER BY id") == query(RECOMPUTED_STORIES_SQL)
+    assert all(np.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(*sums, strict=True))
+
+
+def _query(url: str, sql: str, params=None) -> list[dict]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()

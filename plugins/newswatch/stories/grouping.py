@@ -37,7 +37,8 @@ Every candidate lookup reads a bounded number of index entries, whatever the arc
 ``_PER_ITEM`` articles per item within the window), the vector index of open stories, which holds only
 the stories that gained an article within ``open_days`` (``open_stories``), and the newest
 ``_RECENT_MEMBERS`` members of each candidate story (``articles_story``, by story and id). Joining a story
-updates its summary from the new article alone (``_join_story``), whatever the story's size.
+updates its summary from the new articles alone (``_join_story``), whatever the story's size. Exact copies met
+between two other articles of a batch are joined together (``_Copies``): a few statements per run, not per copy.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import collections
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -123,6 +124,17 @@ COPY_SQL = """
 SELECT id, story_id FROM articles
 WHERE content_hash = %s AND story_id IS NOT NULL AND id <> %s
 ORDER BY id LIMIT 1
+"""
+
+# The same for a batch's bodies at once: the earliest grouped article of each (one index probe per body).
+FIRST_COPIES_SQL = """
+SELECT h.content_hash, c.id, c.story_id
+FROM unnest(%s::text[]) AS h(content_hash)
+CROSS JOIN LATERAL (
+    SELECT id, story_id FROM articles
+    WHERE content_hash = h.content_hash AND story_id IS NOT NULL
+    ORDER BY id LIMIT 1
+) c
 """
 
 TITLE_SQL = """
@@ -263,8 +275,15 @@ def assign_stories(settings: Settings) -> dict[str, int]:
             )
             articles = cur.fetchall()  # a concurrent run may have clustered some meanwhile
             frequencies = Frequencies(cur)
+            copies = _Copies(cur, articles)
             for article in articles:
-                _cluster_safely(cur, article, settings, counts, frequencies)
+                if copies.take(article):
+                    continue
+                copies.flush(settings, counts, frequencies)  # before anything reads the stories they join
+                merged = counts["merged"]
+                story_id = _cluster_safely(cur, article, settings, counts, frequencies)
+                copies.grouped(article, story_id, reload=counts["merged"] != merged)
+            copies.flush(settings, counts, frequencies)
             frequencies.flush()
             counts["articles"] += len(articles)
 
@@ -534,11 +553,11 @@ def _close_quiet_stories(settings: Settings) -> int:
         return cur.rowcount
 
 
-def _cluster_safely(cur, article: dict, settings: Settings, counts: dict[str, int], df: Frequencies) -> None:
-    """Cluster one article; if that fails, it opens a story of its own and the batch goes on."""
+def _cluster_safely(cur, article: dict, settings: Settings, counts: dict[str, int], df: Frequencies) -> int:
+    """Cluster one article; if that fails, it opens a story of its own and the batch goes on. Returns its story."""
     cur.execute("SAVEPOINT cluster_one")
     try:
-        _cluster_one(cur, article, settings, counts, df)
+        story_id = _cluster_one(cur, article, settings, counts, df)
     except Exception:
         cur.execute("ROLLBACK TO SAVEPOINT cluster_one")
         log.exception("article %s could not be grouped: it gets a story of its own", article["id"])
@@ -548,6 +567,7 @@ def _cluster_safely(cur, article: dict, settings: Settings, counts: dict[str, in
         _refresh_story(cur, story_id)
         counts["new_stories"] += 1
     cur.execute("RELEASE SAVEPOINT cluster_one")
+    return story_id
 
 
 def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int], df: Frequencies | None = None
@@ -556,16 +576,8 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int],
     else the article's own, written at the end."""
     own_frequencies = df is None
     df = Frequencies(cur) if df is None else df
-    if article.get("entities") is None:  # not analysed beforehand (a worker lost it, a caller of its own)
-        article["entities"] = list(entities.extract(article["title"], article["body"], article["language"]).items)
-    article["title_key"] = title_key(article["title"])  # stored with the decision, in one write of the row
-    indexed = entities.indexed(article["entities"])
-    if indexed:
-        cur.execute(
-            "INSERT INTO article_entities (entity, seen_at, article_id) SELECT unnest(%s::text[]), %s, %s "
-            "ON CONFLICT DO NOTHING",
-            (indexed, article["seen_at"], article["id"]),
-        )
+    _fingerprint(article)
+    _index_entities(cur, [article])
     decision = decide(cur, article, settings, df)
     if decision.story_id is None:
         story_id = _open_story(cur, article)
@@ -577,14 +589,9 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int],
                    reason=decision.reason, score=decision.score)
             counts["merged"] += 1
         counts["joined"] += 1
-    cur.execute(
-        "UPDATE articles SET story_id = %s, dedup_reason = %s, dedup_score = %s, dedup_of = %s, title_key = %s, "
-        "entities = %s WHERE id = %s",
-        (story_id, decision.reason, decision.score, decision.duplicate_of, article["title_key"],
-         article["entities"], article["id"]),
-    )
+    _record(cur, [(article, story_id, decision)])
     if decision.story_id is not None and not decision.also:
-        _join_story(cur, story_id, article["id"])  # one more member: no need to read the others
+        _join_story(cur, story_id, [article["id"]])  # one more member: no need to read the others
     else:
         _refresh_story(cur, story_id)
     # Document frequencies count every fingerprinted article once (its items, plus the total row).
@@ -592,6 +599,112 @@ def _cluster_one(cur, article: dict, settings: Settings, counts: dict[str, int],
     if own_frequencies:
         df.flush()
     return story_id
+
+
+def _fingerprint(article: dict) -> None:
+    """What the decision is stored with: the entity fingerprint (when the fetch stage did not analyse the article:
+    a worker lost it, or a caller of its own) and the title key, written with the decision in one row update."""
+    if article.get("entities") is None:
+        article["entities"] = list(entities.extract(article["title"], article["body"], article["language"]).items)
+    article["title_key"] = title_key(article["title"])
+
+
+def _index_entities(cur, articles: list[dict]) -> None:
+    """The articles' distinctive items in the entity index (``article_entities``), one statement for them all."""
+    rows = [(item, article["seen_at"], article["id"]) for article in articles
+            for item in entities.indexed(article["entities"])]
+    if rows:
+        items, seen, ids = zip(*rows, strict=True)
+        cur.execute(
+            "INSERT INTO article_entities (entity, seen_at, article_id) "
+            "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[]) ON CONFLICT DO NOTHING",
+            (list(items), list(seen), list(ids)),
+        )
+
+
+def _record(cur, decisions: list[tuple[dict, int, Decision]]) -> None:
+    """Each article's story and the decision's reason, score and article, with its title key and fingerprint."""
+    psycopg2.extras.execute_values(
+        cur,
+        "UPDATE articles a SET story_id = v.story, dedup_reason = v.reason, dedup_score = v.score, "
+        "dedup_of = v.duplicate_of, title_key = v.title_key, entities = v.entities "
+        "FROM (VALUES %s) AS v(id, story, reason, score, duplicate_of, title_key, entities) WHERE a.id = v.id",
+        [(article["id"], story_id, decision.reason, decision.score, decision.duplicate_of, article["title_key"],
+          article["entities"]) for article, story_id, decision in decisions],
+        template="(%s::bigint, %s::bigint, %s::text, %s::real, %s::bigint, %s::text, %s::text[])",
+        page_size=max(len(decisions), 1),
+    )
+
+
+class _Copies:
+    """The exact copies in a grouping batch (the same normalised body as an article already grouped), joined in runs.
+
+    A copy's decision reads nothing but the earliest grouped article with its body, so the copies met between two
+    other articles are written together: one statement for their rows, one for their entity index entries and
+    one pair per story for the summaries, instead of a round of statements each (a hot story's row updated once
+    per run, not once per copy). The run is written before the next other article is judged, which reads the
+    stories, so the result is the one of grouping one by one. Wire stories copied by many sites are where the
+    volume of a news stream is.
+    """
+
+    def __init__(self, cur, articles: list[dict]) -> None:
+        self.cur = cur
+        self.hashes = sorted({article["content_hash"] for article in articles if article["minhash"] is not None})
+        self.first: dict[str, tuple[int, int]] = {}  # content hash -> (earliest grouped article, its story)
+        self.run: list[tuple[dict, int, Decision]] = []
+        self._load()
+
+    def _load(self) -> None:
+        self.cur.execute(FIRST_COPIES_SQL, (self.hashes,))
+        self.first = {row["content_hash"]: (row["id"], row["story_id"]) for row in self.cur.fetchall()}
+
+    def take(self, article: dict) -> bool:
+        """Whether the article is a copy (it then joins the run)."""
+        first = self.first.get(article["content_hash"]) if article["minhash"] is not None else None
+        if first is None:
+            return False
+        self.run.append((article, first[1], Decision(first[1], "content_hash", 1.0, first[0])))
+        self._seen(article, first[1])
+        return True
+
+    def grouped(self, article: dict, story_id: int, *, reload: bool) -> None:
+        """An article was grouped by the full path; ``reload`` after a merge (stories moved)."""
+        if reload:
+            self._load()
+        else:
+            self._seen(article, story_id)
+
+    def _seen(self, article: dict, story_id: int) -> None:
+        first = self.first.get(article["content_hash"])
+        if first is None or article["id"] < first[0]:
+            self.first[article["content_hash"]] = (article["id"], story_id)
+
+    def flush(self, settings: Settings, counts: dict[str, int], df: Frequencies) -> None:
+        """Write the run; if that fails, its articles go through the full path one by one."""
+        run, self.run = self.run, []
+        if not run:
+            return
+        self.cur.execute("SAVEPOINT copies")
+        try:
+            for article, _, _ in run:
+                _fingerprint(article)
+            _index_entities(self.cur, [article for article, _, _ in run])
+            _record(self.cur, run)
+            members: dict[int, list[int]] = {}
+            for article, story_id, _ in run:
+                members.setdefault(story_id, []).append(article["id"])
+            for story_id, article_ids in members.items():
+                _join_story(self.cur, story_id, article_ids)
+        except Exception:
+            self.cur.execute("ROLLBACK TO SAVEPOINT copies")
+            log.exception("%d copies could not be joined together: grouping them one by one", len(run))
+            for article, _, _ in run:
+                _cluster_safely(self.cur, article, settings, counts, df)
+            return
+        self.cur.execute("RELEASE SAVEPOINT copies")
+        counts["joined"] += len(run)
+        for article, _, _ in run:
+            df.count(article["entities"])
 
 
 def decide(cur, article: dict, settings: Settings, df: Frequencies) -> Decision:
@@ -931,65 +1044,81 @@ def _refresh_story(cur, story_id: int) -> None:
     _refresh_open_story(cur, story_id)
 
 
-# One article joined a story: its summary columns and open-story row updated from that article alone, to the
+# Articles joined a story: its summary columns and open-story row updated from those articles alone, to the
 # values _refresh_story would recompute from all the members (the same aggregates, folded in one step).
 # A story without a representative row joins nothing here (the caller recomputes it).
 JOIN_STORY_SQL = """
 UPDATE stories s SET
-    article_count = s.article_count + 1,
-    languages = ARRAY(SELECT DISTINCT l FROM unnest(array_append(s.languages, a.language)) AS l
-                      WHERE l IS NOT NULL ORDER BY l),
-    feeds = CASE WHEN a.feed = ANY(s.feeds) THEN s.feeds
-                 ELSE ARRAY(SELECT DISTINCT f FROM unnest(array_append(s.feeds, a.feed)) AS f ORDER BY f) END,
-    first_seen_at = LEAST(s.first_seen_at, a.fetched_at), last_seen_at = GREATEST(s.last_seen_at, a.fetched_at),
+    article_count = s.article_count + n.count,
+    languages = ARRAY(SELECT DISTINCT l FROM unnest(s.languages || n.languages) AS l WHERE l IS NOT NULL ORDER BY l),
+    feeds = CASE WHEN n.feeds <@ s.feeds THEN s.feeds
+                 ELSE ARRAY(SELECT DISTINCT f FROM unnest(s.feeds || n.feeds) AS f ORDER BY f) END,
+    first_seen_at = LEAST(s.first_seen_at, n.first_seen), last_seen_at = GREATEST(s.last_seen_at, n.last_seen),
     representative_article = CASE WHEN c.new_is_first THEN a.id ELSE r.id END,
     title = CASE WHEN c.new_is_first THEN a.title ELSE r.title END
-FROM articles a, articles r,
+FROM (SELECT count(*) AS count, array_agg(language) AS languages, array_agg(feed) AS feeds,
+             min(fetched_at) AS first_seen, max(fetched_at) AS last_seen,
+             (array_agg(id ORDER BY is_partial, COALESCE(published_at, fetched_at), id))[1] AS first
+      FROM articles WHERE id = ANY(%(articles)s)) n
+     JOIN articles a ON a.id = n.first,
+     articles r,
      LATERAL (SELECT (a.is_partial, COALESCE(a.published_at, a.fetched_at), a.id)
                      < (r.is_partial, COALESCE(r.published_at, r.fetched_at), r.id) AS new_is_first) c
-WHERE s.id = %(story)s AND a.id = %(article)s AND r.id = s.representative_article
+WHERE s.id = %(story)s AND r.id = s.representative_article
 """
 
-# The open-story row after one join: the article's embedding (if it has one) added to the meaning sum, its
-# language counted, the seen window widened; the anchor moves by the rule of _refresh_open_story. No row
-# (the story had closed): nothing is updated, and the caller recomputes it. The new sum is cast to the column's
-# type: a sum is an untyped-length vector, and a CASE mixing it with the anchor would coerce (and so copy) the
-# kept anchor, which makes every update a new entry in the vector index instead of an in-place (HOT) update.
+# The open-story row after a join: the new articles' embeddings (of those that have one) added to the meaning
+# sum, their languages counted, the seen window widened; the anchor moves by the rule of _refresh_open_story. No
+# row (the story had closed): nothing is updated, and the caller recomputes it. The new sum is cast to the
+# column's type: a sum is an untyped-length vector, and a CASE mixing it with the anchor would coerce (and so
+# copy) the kept anchor, which makes every update a new entry in the vector index instead of an in-place (HOT)
+# update.
 _NEW_SUM = f"COALESCE(o.meaning_sum + v.embedding, o.meaning_sum, v.embedding)::vector({meaning.DIMENSIONS})"
 JOIN_OPEN_STORY_SQL = f"""
+WITH joined AS (
+    SELECT m.embedding, COALESCE(a.language, '') AS language, COALESCE(a.published_at, a.fetched_at) AS seen_at
+    FROM articles a LEFT JOIN article_meanings m ON m.article_id = a.id
+    WHERE a.id = ANY(%(articles)s)
+), v AS (
+    SELECT sum(embedding) AS embedding, count(embedding) AS n, min(seen_at) AS seen_from, max(seen_at) AS seen_to,
+           (SELECT jsonb_object_agg(language, n) FROM (
+                SELECT language, count(*) AS n FROM joined WHERE embedding IS NOT NULL GROUP BY 1) l) AS languages
+    FROM joined
+)
 UPDATE open_stories o SET
     anchor = CASE WHEN o.anchor IS NULL OR (v.embedding IS NULL AND o.meaning_sum IS NULL)
                        OR (o.anchor <=> {_NEW_SUM}) > %(drift)s
                   THEN {_NEW_SUM} ELSE o.anchor END,
     meaning_sum = {_NEW_SUM},
-    members = o.members + (v.embedding IS NOT NULL)::int,
-    languages = CASE WHEN v.embedding IS NULL THEN o.languages
-                     ELSE jsonb_set(o.languages, ARRAY[v.language],
-                                    to_jsonb(COALESCE((o.languages ->> v.language)::bigint, 0) + 1)) END,
-    seen_from = LEAST(o.seen_from, v.seen_at), seen_to = GREATEST(o.seen_to, v.seen_at), touched_at = now()
-FROM (
-    SELECT m.embedding, COALESCE(a.language, '') AS language, COALESCE(a.published_at, a.fetched_at) AS seen_at
-    FROM articles a LEFT JOIN article_meanings m ON m.article_id = a.id
-    WHERE a.id = %(article)s
-) v
+    members = o.members + v.n,
+    languages = CASE WHEN v.n = 0 THEN o.languages ELSE (
+                    SELECT jsonb_object_agg(language, total) FROM (
+                        SELECT language, sum(n)::bigint AS total FROM (
+                            SELECT key AS language, value::bigint AS n FROM jsonb_each_text(o.languages)
+                            UNION ALL
+                            SELECT key, value::bigint FROM jsonb_each_text(v.languages)) counts
+                        GROUP BY language) merged) END,
+    seen_from = LEAST(o.seen_from, v.seen_from), seen_to = GREATEST(o.seen_to, v.seen_to), touched_at = now()
+FROM v
 WHERE o.story_id = %(story)s
 """
 
 
-def _join_story(cur, story_id: int, article_id: int) -> None:
-    """``_refresh_story`` after a plain join (one article added to one story), at a cost independent of the
-    story's size: the same values, from the stored ones and the new article.
+def _join_story(cur, story_id: int, article_ids: Sequence[int]) -> None:
+    """``_refresh_story`` after a plain join (articles added to one story), at a cost independent of the story's
+    size: the same values, from the stored ones and the new articles.
 
     Every member change goes through grouping (articles are never removed from a story but by a merge,
-    which recomputes), so the stored values are the members' aggregates and folding in one article gives
+    which recomputes), so the stored values are the members' aggregates and folding in the new articles gives
     what a recompute would. Where a row is missing (a story without a representative, a closed story),
     the full recompute runs instead.
     """
-    cur.execute(JOIN_STORY_SQL, {"story": story_id, "article": article_id})
+    values = {"story": story_id, "articles": list(article_ids), "drift": ANCHOR_DRIFT}
+    cur.execute(JOIN_STORY_SQL, values)
     if cur.rowcount == 0:
         _refresh_story(cur, story_id)
         return
-    cur.execute(JOIN_OPEN_STORY_SQL, {"story": story_id, "article": article_id, "drift": ANCHOR_DRIFT})
+    cur.execute(JOIN_OPEN_STORY_SQL, values)
     if cur.rowcount == 0:
         _refresh_open_story(cur, story_id)
 
