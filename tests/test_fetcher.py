@@ -10,7 +10,7 @@ import time
 import pytest
 
 from newswatch.config import Network
-from newswatch.ingest.fetcher import AddressPolicy, Fetcher, FetchError
+from newswatch.ingest.fetcher import AddressPolicy, Fetcher, FetchError, ThreadFetchers
 from newswatch.urls import redact
 from tests.servers import LoopbackServer, Route
 
@@ -20,6 +20,24 @@ LOOPBACK_ONLY = Network(allow_networks=["127.0.0.1/32"], connect_timeout=2, read
 def fetch(url: str, network: Network = LOOPBACK_ONLY, **kwargs):
     with Fetcher(network) as fetcher:
         return fetcher.get(url, **kwargs)
+
+
+def test_a_thread_keeps_its_client_and_its_connection_to_a_host(site):
+    """A run's thread reuses its client, and its open connection to a host it has just asked (keep-alive: no new
+    handshake per page); another thread has a client of its own (sessions are not thread-safe)."""
+    site.routes["/page"] = Route(200, b"<p>page</p>" * 500, {"Content-Type": "text/html"})
+    with ThreadFetchers(LOOPBACK_ONLY) as fetchers:
+        mine = fetchers.get()
+        for _ in range(3):
+            assert fetchers.get().get(site.url("/page")).status == 200
+        assert fetchers.get() is mine
+        theirs: list[Fetcher] = []
+        helper = threading.Thread(target=lambda: (theirs.append(fetchers.get()), theirs[0].get(site.url("/page"))))
+        helper.start()
+        helper.join(10)
+    clients = [request.client for request in site.hits("/page")]
+    assert len(clients) == 4 and len(set(clients[:3])) == 1, clients
+    assert theirs and theirs[0] is not mine and clients[3] != clients[0]
 
 
 def test_plain_get_and_conditional_get(site):

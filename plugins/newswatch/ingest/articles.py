@@ -40,7 +40,7 @@ from newswatch.config import Settings
 from newswatch.ingest import boilerplate
 from newswatch.ingest.dedup import Fingerprint, fingerprint
 from newswatch.ingest.extract import ExtractedArticle, extract_job
-from newswatch.ingest.fetcher import Fetcher, FetchError
+from newswatch.ingest.fetcher import FetchError, ThreadFetchers
 from newswatch.ingest.hostslots import HostBusy, HostSlots, host_slots, in_host_turns
 from newswatch.urls import canonicalize_url, site_of
 from newswatch.workers import WorkerFailure, WorkerPool, document_pool
@@ -91,7 +91,7 @@ def fetch_articles(entry_ids: list[int], settings: Settings, owner: str | None =
     # already fetched. A request slot is then busy for the request alone, not also for its page's extraction
     # and storage.
     threads = min(settings.polling.article_workers + run.pool.size + 1, len(entry_ids))
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="article") as executor:
+    with run.fetchers, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="article") as executor:
         outcomes = list(executor.map(lambda entry_id: _process_entry(entry_id, run), entry_ids))
     for outcome in outcomes:
         counts[outcome] = counts.get(outcome, 0) + 1
@@ -107,6 +107,7 @@ class _Run:
         self.owner, self.settings, self.pool, self.slots = owner, settings, pool, slots
         self.on_stored = on_stored
         self.fetching = threading.BoundedSemaphore(settings.polling.article_workers)  # requests in flight
+        self.fetchers = ThreadFetchers(settings.network, slots)
         self._templates: dict[str, boilerplate.Template] = {}
         self._lock = threading.Lock()
 
@@ -214,8 +215,8 @@ def _fetch_and_prepare(entry: dict, run: _Run) -> tuple[Prepared | None, _Failur
            "feed_summary": entry["summary"] or None, "feed_published": entry["published_at"],
            "template": boilerplate.Template(), "min_tokens": settings.dedup.min_tokens}
     try:
-        with run.fetching, Fetcher(settings.network, run.slots) as fetcher:
-            page = fetcher.get(entry["url"], accept=PAGE_ACCEPT, max_bytes=settings.network.max_page_bytes)
+        with run.fetching:
+            page = run.fetchers.get().get(entry["url"], accept=PAGE_ACCEPT, max_bytes=settings.network.max_page_bytes)
     except HostBusy as exc:
         return None, _Failure(exc.kind, exc.message)
     except FetchError as exc:

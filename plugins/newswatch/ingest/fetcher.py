@@ -422,6 +422,42 @@ class Fetcher:
         return b"".join(chunks), size
 
 
+class ThreadFetchers:
+    """One :class:`Fetcher` per thread of a run, kept from request to request and closed with the run.
+
+    Sessions are not thread-safe, so threads do not share one; a thread that keeps its own reuses its open
+    connections (keep-alive) instead of a new TCP and TLS handshake for every page of a host it has just asked,
+    and does not build a session per request.
+    """
+
+    def __init__(self, network: Network, limiter: HostLimiter | None = None):
+        self.network, self.limiter = network, limiter
+        self._local = threading.local()
+        self._all: list[Fetcher] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Fetcher:
+        """This thread's client."""
+        fetcher = getattr(self._local, "fetcher", None)
+        if fetcher is None:
+            fetcher = self._local.fetcher = Fetcher(self.network, self.limiter)
+            with self._lock:
+                self._all.append(fetcher)
+        return fetcher
+
+    def close(self) -> None:
+        with self._lock:
+            fetchers, self._all = self._all, []
+        for fetcher in fetchers:
+            fetcher.close()
+
+    def __enter__(self) -> ThreadFetchers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc)
     # requests puts the full URL (query string and all) in messages: keep only the reason.

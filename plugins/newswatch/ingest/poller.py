@@ -40,7 +40,7 @@ from newswatch.config import Settings
 from newswatch.ingest import schedule
 from newswatch.ingest.entries import FeedEntry, FeedError, ParsedFeed
 from newswatch.ingest.feeds import parse_job
-from newswatch.ingest.fetcher import Fetcher, FetchError, FetchResult, HostLimiter
+from newswatch.ingest.fetcher import FetchError, FetchResult, ThreadFetchers
 from newswatch.ingest.hostslots import HostBusy, host_slots, in_host_turns
 from newswatch.urls import redact
 from newswatch.workers import WorkerFailure, WorkerPool, feed_pool
@@ -185,9 +185,10 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
     intervals = {feed.name: feed.interval for feed in settings.feeds}
     workers = min(settings.polling.feed_workers, max(len(rows), 1))
     pool = feed_pool(settings)  # parsing a stranger's document runs in a worker process
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as threads:
+    with ThreadFetchers(settings.network, limiter) as fetchers, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="feed") as threads:
         outcomes = list(threads.map(
-            lambda row: _poll_one(row, settings, limiter, intervals.get(row["name"]), pool), rows))
+            lambda row: _poll_one(row, settings, fetchers, intervals.get(row["name"]), pool), rows))
     counts = {"feeds": len(outcomes), "failed": 0, "not_modified": 0, "new_entries": 0}
     for outcome in outcomes:
         counts["failed"] += outcome.outcome == "error"
@@ -198,18 +199,17 @@ def poll_feeds(feed_ids: list[int], settings: Settings) -> dict[str, int]:
     return counts
 
 
-def _poll_one(row: dict, settings: Settings, limiter: HostLimiter, interval: int | None,
+def _poll_one(row: dict, settings: Settings, fetchers: ThreadFetchers, interval: int | None,
               pool: WorkerPool) -> PollOutcome:
     attempt = _Attempt(url=row["url"], started=time.monotonic())
     try:
-        with Fetcher(settings.network, limiter) as fetcher:
-            attempt.result = fetcher.get(
-                row["url"],
-                accept=FEED_ACCEPT,
-                etag=row["etag"],
-                last_modified=row["last_modified"],
-                max_bytes=settings.network.max_feed_bytes,
-            )
+        attempt.result = fetchers.get().get(
+            row["url"],
+            accept=FEED_ACCEPT,
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            max_bytes=settings.network.max_feed_bytes,
+        )
         if attempt.result.not_modified:
             attempt.outcome = "not_modified"  # nothing to parse: the document is the one we have
         else:
