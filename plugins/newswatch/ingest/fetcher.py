@@ -306,6 +306,10 @@ class Fetcher:
     ) -> FetchResult:
         """GET ``url`` following redirects hop by hop; raises FetchError for anything unusable."""
         limit = max_bytes or self.network.max_page_bytes
+        # Cookies last for one request and its redirects (a consent page that sets one and redirects), never
+        # from one page or site to the next: a metered paywall would count them, and a shared parent domain
+        # (*.blogspot.com) would carry one site's cookies to another.
+        self.session.cookies.clear()
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
@@ -320,6 +324,13 @@ class Fetcher:
                         "timeout", f"not received within the total deadline of {self.network.total_timeout:g} s"
                     ) from None
                 raise
+            finally:
+                # No idle connection outlives the request (its redirects may reuse one): a thread's next request
+                # usually goes to another host (hosts are taken in turn), a kept socket the server dropped
+                # meanwhile would fail it with nothing to retry, and a host sees no more open connections than
+                # its request slots.
+                for adapter in self.session.adapters.values():
+                    adapter.close()
 
     @contextmanager
     def _host_slot(self, url: str, watchdog: _Watchdog) -> Iterator[None]:
@@ -425,9 +436,9 @@ class Fetcher:
 class ThreadFetchers:
     """One :class:`Fetcher` per thread of a run, kept from request to request and closed with the run.
 
-    Sessions are not thread-safe, so threads do not share one; a thread that keeps its own reuses its open
-    connections (keep-alive) instead of a new TCP and TLS handshake for every page of a host it has just asked,
-    and does not build a session per request.
+    Sessions are not thread-safe, so threads do not share one; a thread that keeps its own does not build a
+    session, its adapter and its connection pools for every request. Nothing else carries over from one request
+    to the next: no cookie, no idle connection (see :class:`Fetcher`).
     """
 
     def __init__(self, network: Network, limiter: HostLimiter | None = None):
