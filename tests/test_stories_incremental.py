@@ -425,20 +425,33 @@ def test_copies_joined_in_runs_are_grouped_as_one_by_one(database_url, pg_admin_
             store(name, *texts[text], language, published)
         grouping.assign_stories(Settings())
 
+    in_runs, one_by_one, runs = _grouped_both_ways(scenario, pg_admin_url, template_database, query, monkeypatch)
+    assert any(len(run) > 1 for run in runs), "copies were joined in runs"
+    reasons = {row["dedup_reason"] for row in in_runs["articles"]}
+    assert {"content_hash", "meaning", "new_story"} <= reasons, reasons
+    sums = in_runs.pop("sums"), one_by_one.pop("sums")
+    assert in_runs == one_by_one
+    assert query(f"SELECT id, {', '.join(STORY_COLUMNS)} FROM stories ORDER BY id") == query(RECOMPUTED_STORIES_SQL)
+    assert all(np.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(*sums, strict=True))
+
+
+def _grouped_both_ways(scenario, pg_admin_url: str, template_database: str, query, monkeypatch):
+    """``scenario`` (storing and grouping articles) in the test's database with copies joined in runs, then in a
+    second database with every article through the full path: both states and the runs joined."""
     runs: list[list[int]] = []
     join = grouping._join_story
     monkeypatch.setattr(grouping, "_join_story",
                         lambda cur, story, ids: (runs.append(list(ids)), join(cur, story, ids)))
     scenario()
-    in_runs = _grouped_state(query)
+    in_runs, joined = _grouped_state(query), list(runs)
 
     name = f"{query('SELECT current_database() AS name')[0]['name']}_one_by_one"
+    one_url = _with_database(pg_admin_url, name)
     conn = psycopg2.connect(pg_admin_url)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
-        one_url = _with_database(pg_admin_url, name)
         monkeypatch.setenv("NEWSWATCH_DATABASE_URL", one_url)
         monkeypatch.setattr(grouping._Copies, "take", lambda self, article: False)
         scenario()
@@ -448,14 +461,46 @@ def test_copies_joined_in_runs_are_grouped_as_one_by_one(database_url, pg_admin_
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.close()
+    return in_runs, one_by_one, joined
 
-    assert any(len(run) > 1 for run in runs), "copies were joined in runs"
-    reasons = {row["dedup_reason"] for row in in_runs["articles"]}
-    assert {"content_hash", "meaning", "new_story"} <= reasons, reasons
+
+def test_a_run_of_copies_that_fails_is_grouped_one_by_one_and_the_next_copies_follow(
+        database_url, pg_admin_url, template_database, query, monkeypatch):
+    """A copy that breaks the run it is in (its fingerprint raises) sends the run through the full path, where it
+    gets a story of its own ('error'); a later copy of the same text, in a later run, joins that story as one by
+    one it would (the earliest grouped copy is the broken one: it was stored first)."""
+    title, body = _fixture("port-fire-en.txt")
+    other = _fixture("river-flood-en.txt")
+    broken: set[int] = set()
+
+    def scenario() -> None:
+        broken.clear()
+        broken.add(store("fire-copy-stored-first", title, body, "en", DAY + timedelta(hours=2)))
+        store("fire-original", title, body, "en", DAY + timedelta(hours=1))
+        store("flood", *other, "en", DAY + timedelta(hours=3))
+        store("fire-copy-later", title, body, "en", DAY + timedelta(hours=4))
+        store("fire-copy-last", title, body, "en", DAY + timedelta(hours=5))
+        grouping.assign_stories(Settings())
+
+    fingerprint = grouping._fingerprint
+
+    def breaking(article: dict) -> None:
+        if article["id"] in broken:
+            raise RuntimeError("a broken fingerprint")
+        fingerprint(article)
+
+    monkeypatch.setattr(grouping, "_fingerprint", breaking)
+    in_runs, one_by_one, runs = _grouped_both_ways(scenario, pg_admin_url, template_database, query, monkeypatch)
     sums = in_runs.pop("sums"), one_by_one.pop("sums")
     assert in_runs == one_by_one
-    assert query(f"SELECT id, {', '.join(STORY_COLUMNS)} FROM stories ORDER BY id") == query(RECOMPUTED_STORIES_SQL)
     assert all(np.allclose(a, b, rtol=0, atol=1e-5) for a, b in zip(*sums, strict=True))
+    assert [len(run) for run in runs] == [2], runs  # the two later copies, together
+    by_id = {row["id"]: row for row in in_runs["articles"]}
+    first = min(broken)
+    assert by_id[first]["dedup_reason"] == "error"
+    later = [row for row in in_runs["articles"] if row["dedup_reason"] == "content_hash"]
+    assert len(later) == 2 and {row["story_id"] for row in later} == {by_id[first]["story_id"]}
+    assert {row["dedup_of"] for row in later} == {first}
 
 
 def _query(url: str, sql: str, params=None) -> list[dict]:

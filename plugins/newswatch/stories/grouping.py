@@ -643,8 +643,8 @@ class _Copies:
     other articles are written together: one statement for their rows, one for their entity index entries and
     one pair per story for the summaries, instead of a round of statements each (a hot story's row updated once
     per run, not once per copy). The run is written before the next other article is judged, which reads the
-    stories, so the result is the one of grouping one by one. Wire stories copied by many sites are where the
-    volume of a news stream is.
+    stories, so the result is the one of grouping one by one (up to the float rounding of the meaning sums,
+    added in another order). Wire stories copied by many sites are where the volume of a news stream is.
     """
 
     def __init__(self, cur, articles: list[dict]) -> None:
@@ -697,9 +697,11 @@ class _Copies:
                 _join_story(self.cur, story_id, article_ids)
         except Exception:
             self.cur.execute("ROLLBACK TO SAVEPOINT copies")
+            self.cur.execute("RELEASE SAVEPOINT copies")
             log.exception("%d copies could not be joined together: grouping them one by one", len(run))
             for article, _, _ in run:
                 _cluster_safely(self.cur, article, settings, counts, df)
+            self._load()  # a copy that failed alone has a story of its own: the next copies name the stored one
             return
         self.cur.execute("RELEASE SAVEPOINT copies")
         counts["joined"] += len(run)
