@@ -191,7 +191,8 @@ def report(args: argparse.Namespace, sites: WireSites, runs: list[Run], ratio: f
         f"(its fan-out: the feed and article stages). Settings: batches of at least {args.batch_size} (about one per "
         f"pool slot), {args.feed_workers} feed and {args.article_workers} page fetches in flight per task, "
         f"{args.worker_processes} extraction process per task, at most {args.per_host} requests per host across "
-        "everything: the cycle waits on the servers, not on the 2 cores. Every run is checked against the truth "
+        "everything: one worker's cycle waits on the servers; with two, the pages' CPU work comes close to filling "
+        "the cores (all processes share them). Every run is checked against the truth "
         "(articles, stories, alerts, each alert received once by the webhook receiver).",
         "",
         *lines,
