@@ -7,6 +7,7 @@ postgresql://postgres@127.0.0.1:5432/postgres) to test against an existing Postg
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import subprocess
@@ -110,21 +111,23 @@ def database_url(pg_admin_url: str, template_database: str, _clone_clause: str,
     _admin(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def run_query(url: str, sql: str, params: tuple | dict | None = None) -> list[dict]:
+    """Run SQL against the database at ``url`` in a transaction of its own and get rows as dicts."""
+    import psycopg2.extras
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def query(database_url: str):
     """Run SQL against the test database and get rows as dicts."""
-    import psycopg2.extras
-
-    def run(sql: str, params: tuple | dict | None = None) -> list[dict]:
-        conn = psycopg2.connect(database_url)
-        try:
-            with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
-
-    return run
+    return functools.partial(run_query, database_url)
 
 
 @pytest.fixture(scope="session")

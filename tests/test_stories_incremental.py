@@ -10,6 +10,7 @@ The second goes through the real path (``assign_stories``, the model, two runs, 
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -22,7 +23,7 @@ import pytest
 from newswatch import db
 from newswatch.config import Settings
 from newswatch.stories import grouping, meaning
-from tests.conftest import _with_database
+from tests.conftest import _with_database, run_query
 from tests.test_stories_crosslang import DAY, _fixture, store
 
 STORY_COLUMNS = ("title", "representative_article", "article_count", "languages", "feeds", "first_seen_at",
@@ -71,6 +72,19 @@ def _stored(cur) -> tuple[dict[int, dict], dict[int, dict]]:
     return stories, open_rows
 
 
+def _assert_as_recomputed(cur) -> tuple[dict[int, dict], dict[int, dict]]:
+    """Every story and open-story row is what its members give (the anchor: within the drift of the meaning);
+    returns the stored rows."""
+    stories, open_rows = _stored(cur)
+    assert stories == _rows(cur, RECOMPUTED_STORIES_SQL, "id")
+    recomputed = _rows(cur, RECOMPUTED_OPEN_SQL.replace("v.total AS", "v.total::text AS"), "story_id")
+    assert {i: {k: v for k, v in row.items() if k != "anchor"} for i, row in open_rows.items()} == recomputed
+    cur.execute("SELECT bool_and(anchor <=> meaning_sum <= %s) AS near FROM open_stories WHERE anchor IS NOT NULL",
+                (grouping.ANCHOR_DRIFT,))
+    assert cur.fetchone()["near"]
+    return stories, open_rows
+
+
 def _vector(rng: random.Random, base: list[int]) -> str:
     """A story's direction plus a little noise, in eighths (sums exact in float32)."""
     return "[" + ",".join(str((b + rng.randint(-3, 3)) / 8) for b in base) + "]"
@@ -106,6 +120,15 @@ def _workload(cur, rng: random.Random) -> list[tuple[int, int]]:
     return sequence
 
 
+def _open_with(cur, article_id: int) -> int:
+    """A new story whose first article is ``article_id``, its rows computed from it; returns its id."""
+    cur.execute("SELECT id, title, fetched_at FROM articles WHERE id = %s", (article_id,))
+    story_id = grouping._open_story(cur, cur.fetchone())
+    cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (story_id, article_id))
+    grouping._refresh_story(cur, story_id)
+    return story_id
+
+
 def _group(cur, sequence: list[tuple[int, int]], join) -> list[tuple[dict, dict]]:
     """Put the articles in their stories one by one, ``join`` updating the story after each plain join; returns
     the stories and open-story rows after every step, keyed by story number."""
@@ -113,10 +136,7 @@ def _group(cur, sequence: list[tuple[int, int]], join) -> list[tuple[dict, dict]
     steps = []
     for step, (story, article_id) in enumerate(sequence):
         if story not in ids:
-            cur.execute("SELECT id, title, fetched_at FROM articles WHERE id = %s", (article_id,))
-            ids[story] = grouping._open_story(cur, cur.fetchone())
-            cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (ids[story], article_id))
-            grouping._refresh_story(cur, ids[story])
+            ids[story] = _open_with(cur, article_id)
         else:
             if step == 30:  # the story went quiet: it is closed, and a join reopens it
                 cur.execute("DELETE FROM open_stories WHERE story_id = %s", (ids[story],))
@@ -136,14 +156,7 @@ def test_a_join_updates_the_story_and_its_open_row_as_a_recompute_would(database
         conn.commit()
 
         incremental = _group(cur, sequence, lambda cur, story, article: grouping._join_story(cur, story, [article]))
-        # Every story and open-story row is what its members give (the anchor: within the drift of the meaning).
-        stories, open_rows = _stored(cur)
-        assert stories == _rows(cur, RECOMPUTED_STORIES_SQL, "id")
-        recomputed = _rows(cur, RECOMPUTED_OPEN_SQL.replace("v.total AS", "v.total::text AS"), "story_id")
-        assert {i: {k: v for k, v in row.items() if k != "anchor"} for i, row in open_rows.items()} == recomputed
-        cur.execute("SELECT bool_and(anchor <=> meaning_sum <= %s) AS near FROM open_stories WHERE anchor IS NOT NULL",
-                    (grouping.ANCHOR_DRIFT,))
-        assert cur.fetchone()["near"]
+        _assert_as_recomputed(cur)
         conn.rollback()
 
         recomputing = _group(cur, sequence, lambda cur, story, _article: grouping._refresh_story(cur, story))
@@ -353,10 +366,7 @@ def test_articles_joined_in_runs_give_what_a_recompute_gives(database_url):
         waiting: dict[int, list[int]] = {}
         for step, (story, article_id) in enumerate(sequence):
             if story not in ids:
-                cur.execute("SELECT id, title, fetched_at FROM articles WHERE id = %s", (article_id,))
-                ids[story] = grouping._open_story(cur, cur.fetchone())
-                cur.execute("UPDATE articles SET story_id = %s WHERE id = %s", (ids[story], article_id))
-                grouping._refresh_story(cur, ids[story])
+                ids[story] = _open_with(cur, article_id)
                 continue
             waiting.setdefault(story, []).append(article_id)
             if step == 30:
@@ -366,13 +376,7 @@ def test_articles_joined_in_runs_give_what_a_recompute_gives(database_url):
                     cur.execute("UPDATE articles SET story_id = %s WHERE id = ANY(%s)", (ids[number], run))
                     grouping._join_story(cur, ids[number], run)
                 waiting.clear()
-        stories, open_rows = _stored(cur)
-        assert stories == _rows(cur, RECOMPUTED_STORIES_SQL, "id")
-        recomputed = _rows(cur, RECOMPUTED_OPEN_SQL.replace("v.total AS", "v.total::text AS"), "story_id")
-        assert {i: {k: v for k, v in row.items() if k != "anchor"} for i, row in open_rows.items()} == recomputed
-        cur.execute("SELECT bool_and(anchor <=> meaning_sum <= %s) AS near FROM open_stories WHERE anchor IS NOT NULL",
-                    (grouping.ANCHOR_DRIFT,))
-        assert cur.fetchone()["near"]
+        stories, open_rows = _assert_as_recomputed(cur)
         assert stories[ids[0]]["article_count"] > 15 and len(open_rows) == 4
         conn.rollback()
     finally:
@@ -455,7 +459,7 @@ def _grouped_both_ways(scenario, pg_admin_url: str, template_database: str, quer
         monkeypatch.setenv("NEWSWATCH_DATABASE_URL", one_url)
         monkeypatch.setattr(grouping._Copies, "take", lambda self, article: False)
         scenario()
-        one_by_one = _grouped_state(lambda sql, params=None: _query(one_url, sql, params))
+        one_by_one = _grouped_state(functools.partial(run_query, one_url))
     finally:
         db.close_pools(one_url)
         with conn.cursor() as cur:
@@ -502,12 +506,3 @@ def test_a_run_of_copies_that_fails_is_grouped_one_by_one_and_the_next_copies_fo
     assert len(later) == 2 and {row["story_id"] for row in later} == {by_id[first]["story_id"]}
     assert {row["dedup_of"] for row in later} == {first}
 
-
-def _query(url: str, sql: str, params=None) -> list[dict]:
-    conn = psycopg2.connect(url)
-    try:
-        with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
