@@ -9,7 +9,7 @@ alert rules and delivers alerts: one cycle per run.
 | `load_config` | validates `config/newswatch.yaml` (or `$NEWSWATCH_CONFIG`) and the feeds, rules and channels added from the UI, applies schema migrations, syncs the feeds table, splits the feeds that are due into batches |
 | `poll_feeds` | one mapped instance per batch of feeds: conditional GET, parse, queue new entries |
 | `plan_articles` | lists queued entries due for fetching, in batches |
-| `fetch_articles` | one mapped instance per batch: fetch the page, extract text, store the article, and analyse it for grouping (names, multilingual meaning) while the next pages are on their way |
+| `fetch_articles` | one mapped instance per batch: fetch the page, extract text, store the article, and analyse it for grouping (names, multilingual meaning) while the next pages are on their way; a batch done early goes on with the queue's entries no other instance has reached |
 | `cluster_stories` | groups the new articles into stories (analysing any the fetch left unanalysed): copies, same headline, same meaning in any language, names, with a look-alike veto |
 | `match_rules` | matches the rules and writes one alert per (rule, story, channel) to the outbox |
 | `deliver_alerts` | sends due alerts and digests, then feed health events to the operator; failures stay queued and are retried next run |
@@ -110,7 +110,7 @@ def newswatch_poll():
 
         # Leases owned by this task instance: a retry after a lost worker takes its entries over at once.
         owner = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}"
-        return fetch_and_analyse(list(entry_ids), _settings(), owner=owner)
+        return fetch_and_analyse(list(entry_ids), _settings(), owner=owner, then_queue=True)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[STORIES])
     def cluster_stories() -> dict[str, int]:

@@ -255,6 +255,56 @@ def test_a_retry_of_the_same_task_takes_over_its_own_leases_at_once(site, query)
     assert len(query("SELECT id FROM articles")) == 2
 
 
+def test_a_batch_done_early_takes_over_the_queue_but_not_what_others_hold(site, query):
+    """``then_queue``: after its own entries, a call goes on with the other due entries nobody holds; an entry
+    another owner leases, or one not yet due, is left alone."""
+    ids = _queue(query, site, {f"/a/{i}": _normal_page(i) for i in range(6)})
+    query("UPDATE feed_entries SET lease_until = now() + interval '10 minutes', lease_owner = 'other-task' "
+          "WHERE id = %s", (ids["/a/4"],))
+    query("UPDATE feed_entries SET next_attempt_at = now() + interval '1 hour' WHERE id = %s", (ids["/a/5"],))
+    own = [ids["/a/0"], ids["/a/1"]]
+    assert fetch_articles(own, _settings(), then_queue=True) == {"entries": 2, "stored": 4, "taken_over": 2}
+    entries = _entries(query)
+    assert {path for path, e in entries.items() if e["status"] == "done"} == {"/a/0", "/a/1", "/a/2", "/a/3"}
+    assert entries["/a/4"]["status"] == entries["/a/5"]["status"] == "pending"
+    # Without it, a call keeps to its entries.
+    query("UPDATE feed_entries SET lease_until = NULL, lease_owner = NULL, next_attempt_at = now()")
+    assert fetch_articles([ids["/a/4"]], _settings()) == {"entries": 1, "stored": 1}
+    assert _entries(query)["/a/5"]["status"] == "pending"
+
+
+def test_tasks_taking_over_each_others_batches_store_every_page_once(site, query):
+    """A fast batch beside a slow one (each page 0.4 s, one request at a time): the fast call takes over
+    pages of the slow batch that its own call has not claimed yet; every page is stored once, by one of them,
+    and the counts of the two calls add up to the pages."""
+
+    def slow(page: bytes):
+        def answer(_request) -> Route:
+            time.sleep(0.4)
+            return Route(200, page, HTML)
+        return answer
+
+    slow_pages = {f"/slow/{i}": slow(_normal_page(i)) for i in range(10)}
+    ids = _queue(query, site, {**slow_pages, "/fast": _normal_page(99)})
+    settings = _settings(article_workers=1)
+    slow_ids = [ids[path] for path in slow_pages]
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(
+        fetch_articles(slow_ids, settings, owner="run/fetch/0", then_queue=True)))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not query("SELECT id FROM feed_entries WHERE lease_owner = 'run/fetch/0'") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    fast = fetch_articles([ids["/fast"]], settings, owner="run/fetch/1", then_queue=True)
+    worker.join(60)
+    assert fast["taken_over"] >= 1 and fast["stored"] == 1 + fast["taken_over"]
+    assert result["stored"] == 10 - fast["taken_over"] and result["skipped"] == fast["taken_over"]
+    assert "taken_over" not in result  # nothing was left for the slow batch's call to take over
+    assert {e["status"] for e in _entries(query).values()} == {"done"}
+    assert len(query("SELECT id FROM articles")) == 11
+    assert sorted(r.path for r in site.requests) == sorted(ids)  # each page fetched once
+
+
 def test_control_characters_never_reach_storage_or_the_operators_terminal(site, query, capsys):
     """ESC, BEL and C1 controls in a page and its feed entry are dropped at storage (tab and line breaks
     stay); a row stored before that, or by another writer, is printed with visible escapes."""

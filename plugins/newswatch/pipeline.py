@@ -51,14 +51,16 @@ def article_batches(settings: Settings, max_batches: int | None = None) -> list[
     return task_batches(pending_entries(), settings, max_batches)
 
 
-def fetch_and_analyse(entry_ids: list[int], settings: Settings, owner: str | None = None) -> dict[str, int]:
+def fetch_and_analyse(entry_ids: list[int], settings: Settings, owner: str | None = None,
+                      then_queue: bool = False) -> dict[str, int]:
     """The ingest stage, with the articles it stores analysed for grouping (entities, meaning) while it fetches
-    on, in the same worker processes (``newswatch.stories.grouping.BackgroundAnalysis``); returns its counts."""
+    on, in the same worker processes (``newswatch.stories.grouping.BackgroundAnalysis``); returns its counts.
+    ``then_queue``: go on with the queue's other due entries once these are done (see ``fetch_articles``)."""
     from newswatch.ingest.articles import fetch_articles
     from newswatch.stories.grouping import BackgroundAnalysis
 
     with BackgroundAnalysis(settings) as analysis:
-        counts = fetch_articles(entry_ids, settings, owner=owner, on_stored=analysis.add)
+        counts = fetch_articles(entry_ids, settings, owner=owner, on_stored=analysis.add, then_queue=then_queue)
     counts["analysed"] = analysis.embedded
     return counts
 

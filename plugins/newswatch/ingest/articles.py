@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -71,7 +72,7 @@ def pending_entries(limit: int | None = None) -> list[int]:
 
 
 def fetch_articles(entry_ids: list[int], settings: Settings, owner: str | None = None,
-                   on_stored: Callable[[int], None] | None = None) -> dict[str, int]:
+                   on_stored: Callable[[int], None] | None = None, then_queue: bool = False) -> dict[str, int]:
     """Process the given entries; returns counts for logs and XCom.
 
     Pages are fetched by up to ``polling.article_workers`` threads and extracted in the worker processes.
@@ -80,6 +81,14 @@ def fetch_articles(entry_ids: list[int], settings: Settings, owner: str | None =
     ``owner`` names the leases this call takes (a fresh one by default). The DAG passes its task instance
     (run, task, map index): a retry of the same instance, after its worker was killed, takes over the entries
     its earlier try had leased at once, instead of skipping them until their leases run out (the next cycle).
+
+    ``then_queue``: once the given entries are done, go on with the queue's other due entries that nobody holds
+    (``pending_entries``) until none is left. The DAG's mapped tasks do: one whose batch ends early (nearer
+    servers, an earlier start) takes over what its slower neighbours have not reached yet, and the batches
+    that wait for a pool slot, instead of idling while the slowest batch ends the cycle. Each entry is still
+    claimed on its own (a lease), so it is processed once whoever reaches it first; the other task skips it.
+    Entries taken this way count as ``taken_over`` (those another task claimed first are left out of the
+    counts), and none is taken twice by one call (one it re-queued as ``host_busy`` waits for the next cycle).
     """
     owner = owner or uuid.uuid4().hex
     counts = {"entries": len(entry_ids)}
@@ -90,12 +99,72 @@ def fetch_articles(entry_ids: list[int], settings: Settings, owner: str | None =
     # ``article_workers`` threads are on the network at any time; the others extract and store the pages
     # already fetched. A request slot is then busy for the request alone, not also for its page's extraction
     # and storage.
-    threads = min(settings.polling.article_workers + run.pool.size + 1, len(entry_ids))
+    threads = settings.polling.article_workers + run.pool.size + 1
+    if not then_queue:
+        threads = min(threads, len(entry_ids))
+    work = _WorkList(entry_ids, then_queue)
+    lock = threading.Lock()
+
+    def work_through() -> None:
+        try:
+            while (item := work.next()) is not None:
+                entry_id, taken_over = item
+                outcome = _process_entry(entry_id, run)
+                if taken_over and outcome == "skipped":
+                    continue  # its own batch's task, or another one, got there first: not this task's entry
+                with lock:
+                    counts[outcome] = counts.get(outcome, 0) + 1
+                    if taken_over:
+                        counts["taken_over"] = counts.get("taken_over", 0) + 1
+        except BaseException:
+            work.stop()  # the database is gone (the only thing _process_entry raises for): the others stop too
+            raise
+
     with run.fetchers, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="article") as executor:
-        outcomes = list(executor.map(lambda entry_id: _process_entry(entry_id, run), entry_ids))
-    for outcome in outcomes:
-        counts[outcome] = counts.get(outcome, 0) + 1
+        for future in [executor.submit(work_through) for _ in range(threads)]:
+            future.result()
     return counts
+
+
+class _WorkList:
+    """What one fetch_articles call works through, an entry at a time to each of its threads: the given entries,
+    then (``then_queue``) the queue's other due entries that nobody holds, read again whenever those run out."""
+
+    def __init__(self, entry_ids: list[int], then_queue: bool) -> None:
+        self._own = iter(entry_ids)
+        self._taken_over: Iterator[int] = iter(())
+        self._then_queue = then_queue
+        self._seen = set(entry_ids)
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def next(self) -> tuple[int, bool] | None:
+        """The next entry id and whether it was taken over from the queue; None when there is nothing left."""
+        with self._lock:
+            if self._stopped:
+                return None
+            entry_id = next(self._own, None)
+            if entry_id is not None:
+                return entry_id, False
+            while True:
+                entry_id = next(self._taken_over, None)
+                if entry_id is not None:
+                    return entry_id, True
+                if not self._then_queue:
+                    return None
+                fresh = [entry_id for entry_id in pending_entries() if entry_id not in self._seen]
+                if not fresh:
+                    self._then_queue = False
+                    return None
+                self._seen.update(fresh)
+                # The queue in host turns, from a random point: tasks taking over at the same moment start on
+                # different entries (and hosts) instead of racing each other for the same ones.
+                start = random.randrange(len(fresh))
+                self._taken_over = iter(fresh[start:] + fresh[:start])
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
 
 
 class _Run:
