@@ -256,16 +256,19 @@ def test_a_retry_of_the_same_task_takes_over_its_own_leases_at_once(site, query)
 
 
 def test_a_batch_done_early_takes_over_the_queue_but_not_what_others_hold(site, query):
-    """``then_queue``: after its own entries, a call goes on with the other due entries nobody holds; an entry
-    another owner leases, or one not yet due, is left alone."""
-    ids = _queue(query, site, {f"/a/{i}": _normal_page(i) for i in range(6)})
-    query("UPDATE feed_entries SET lease_until = now() + interval '10 minutes', lease_owner = 'other-task' "
-          "WHERE id = %s", (ids["/a/4"],))
+    """``then_queue``: after its own entries, a call goes on with the other due entries nobody holds, and those
+    its own task instance's killed try had taken over (leased under its name); an entry another owner leases,
+    or one not yet due, is left alone."""
+    ids = _queue(query, site, {f"/a/{i}": _normal_page(i) for i in range(7)})
+    lease = "UPDATE feed_entries SET lease_until = now() + interval '10 minutes', lease_owner = %s WHERE id = %s"
+    query(lease, ("run/fetch/2", ids["/a/4"]))
+    query(lease, ("run/fetch/3", ids["/a/6"]))
     query("UPDATE feed_entries SET next_attempt_at = now() + interval '1 hour' WHERE id = %s", (ids["/a/5"],))
     own = [ids["/a/0"], ids["/a/1"]]
-    assert fetch_articles(own, _settings(), then_queue=True) == {"entries": 2, "stored": 4, "taken_over": 2}
+    assert fetch_articles(own, _settings(), owner="run/fetch/3", then_queue=True) == {
+        "entries": 2, "stored": 5, "taken_over": 3}
     entries = _entries(query)
-    assert {path for path, e in entries.items() if e["status"] == "done"} == {"/a/0", "/a/1", "/a/2", "/a/3"}
+    assert {path for path, e in entries.items() if e["status"] == "done"} == {"/a/0", "/a/1", "/a/2", "/a/3", "/a/6"}
     assert entries["/a/4"]["status"] == entries["/a/5"]["status"] == "pending"
     # Without it, a call keeps to its entries.
     query("UPDATE feed_entries SET lease_until = NULL, lease_owner = NULL, next_attempt_at = now()")

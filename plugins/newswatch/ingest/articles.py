@@ -59,14 +59,15 @@ class _Failure:
     message: str
 
 
-def pending_entries(limit: int | None = None) -> list[int]:
+def pending_entries(limit: int | None = None, owner: str | None = None) -> list[int]:
     """Ids of queued entries due for a (re)try and not leased (the oldest ``limit``, or all of them), their
-    hosts taken in turn (``in_host_turns``): a feed's pages are queued together, on one host."""
+    hosts taken in turn (``in_host_turns``): a feed's pages are queued together, on one host. Entries leased
+    by ``owner`` count as free: a retried task instance takes back what its killed try held."""
     with db.transaction() as cur:
         cur.execute(
             "SELECT id, url FROM feed_entries WHERE status = 'pending' AND next_attempt_at <= now() "
-            "AND (lease_until IS NULL OR lease_until < now()) ORDER BY id LIMIT %s",
-            (limit,),
+            "AND (lease_until IS NULL OR lease_until < now() OR lease_owner = %s) ORDER BY id LIMIT %s",
+            (owner, limit),
         )
         return [row["id"] for row in in_host_turns(cur.fetchall())]
 
@@ -102,7 +103,7 @@ def fetch_articles(entry_ids: list[int], settings: Settings, owner: str | None =
     threads = settings.polling.article_workers + run.pool.size + 1
     if not then_queue:
         threads = min(threads, len(entry_ids))
-    work = _WorkList(entry_ids, then_queue)
+    work = _WorkList(entry_ids, then_queue, owner)
     lock = threading.Lock()
 
     def work_through() -> None:
@@ -130,7 +131,8 @@ class _WorkList:
     """What one fetch_articles call works through, an entry at a time to each of its threads: the given entries,
     then (``then_queue``) the queue's other due entries that nobody holds, read again whenever those run out."""
 
-    def __init__(self, entry_ids: list[int], then_queue: bool) -> None:
+    def __init__(self, entry_ids: list[int], then_queue: bool, owner: str) -> None:
+        self._owner = owner
         self._own = iter(entry_ids)
         self._taken_over: Iterator[int] = iter(())
         self._then_queue = then_queue
@@ -152,7 +154,9 @@ class _WorkList:
                     return entry_id, True
                 if not self._then_queue:
                     return None
-                fresh = [entry_id for entry_id in pending_entries() if entry_id not in self._seen]
+                # With the entries leased by this owner: those a killed earlier try of this task instance had
+                # taken over from the queue are not in its batch, and would otherwise wait for their leases.
+                fresh = [entry_id for entry_id in pending_entries(owner=self._owner) if entry_id not in self._seen]
                 if not fresh:
                     self._then_queue = False
                     return None
