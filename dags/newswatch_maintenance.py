@@ -43,7 +43,7 @@ default_args = {
     doc_md=__doc__,
 )
 def newswatch_maintenance():
-    @task
+    @task(multiple_outputs=False)  # one XCom, not one per setting
     def load_retention() -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 

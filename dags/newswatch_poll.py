@@ -92,7 +92,9 @@ def newswatch_poll():
 
         return prepare(_settings(), max_batches=_max_map_length())
 
-    @task(map_index_template="feeds {{ task.op_kwargs['feed_ids'][0] }}+", pool=POOL)
+    # The stages return their counts as one XCom (multiple_outputs=False): Airflow would otherwise push each key of a
+    # returned dict as an XCom of its own, one API call each, in the serial part of every task's end.
+    @task(map_index_template="feeds {{ task.op_kwargs['feed_ids'][0] }}+", pool=POOL, multiple_outputs=False)
     def poll_feeds(feed_ids: list[int]) -> dict[str, int]:
         from newswatch.ingest.poller import poll_feeds as poll
 
@@ -104,7 +106,7 @@ def newswatch_poll():
 
         return article_batches(_settings(skip_when_invalid=True), max_batches=_max_map_length())
 
-    @task(map_index_template="entries {{ task.op_kwargs['entry_ids'][0] }}+", pool=POOL)
+    @task(map_index_template="entries {{ task.op_kwargs['entry_ids'][0] }}+", pool=POOL, multiple_outputs=False)
     def fetch_articles(entry_ids: list[int], ti=None) -> dict[str, int]:
         from newswatch.pipeline import fetch_and_analyse
 
@@ -112,19 +114,19 @@ def newswatch_poll():
         owner = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}/{ti.map_index}"
         return fetch_and_analyse(list(entry_ids), _settings(), owner=owner, then_queue=True)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[STORIES])
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[STORIES], multiple_outputs=False)
     def cluster_stories() -> dict[str, int]:
         from newswatch.stories.grouping import assign_stories
 
         return assign_stories(_settings(skip_when_invalid=True))
 
-    @task
+    @task(multiple_outputs=False)
     def match_rules() -> dict[str, int]:
         from newswatch.alerts.alerting import match_rules as match
 
         return match(_settings())
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
     def deliver_alerts() -> dict[str, int]:
         from newswatch.alerts.alerting import deliver_alerts as deliver
         from newswatch.alerts.operator_events import deliver_operator_events
@@ -134,7 +136,7 @@ def newswatch_poll():
         counts.update({f"operator_{key}": value for key, value in deliver_operator_events(settings).items()})
         return counts
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    @task(trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
     def summarize(polled, fetched, clustered, matched, delivered, dag_run=None) -> dict[str, int]:
         from newswatch.pipeline import add_counts, record_run
 

@@ -41,6 +41,10 @@ def test_dag_conventions(dagbag):
         "load_config", "poll_feeds", "plan_articles", "fetch_articles", "cluster_stories",
         "match_rules", "deliver_alerts", "summarize",
     ]
+    # Counts go through XCom as one value per task, not one XCom (and one API call) per key of the dict.
+    for dag_id in ("newswatch_poll", "newswatch_maintenance"):
+        for task in dagbag.get_dag(dag_id).tasks:
+            assert task.multiple_outputs is False, (dag_id, task.task_id)
 
 
 def test_dag_file_does_no_work_at_parse_time(tmp_path):
