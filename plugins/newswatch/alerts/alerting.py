@@ -152,10 +152,17 @@ def _record_matches(ids: list[int], matches: dict[int, list[tuple[RuleConfig, li
             (ids,),
         )
         owned = cur.fetchall()  # the story as it is now: it may have merged while the rules ran
+        # Copies of one story in the batch share its languages and sources (read above): once its first article
+        # has been recorded for a rule and channel, the others would find that alert, or its update, and add
+        # nothing. They are not sent to the server at all (a burst of wire copies: one story, hundreds of rows).
+        recorded: set[tuple[str, int, str]] = set()
         for article in owned:
             for config, terms in matches.get(article["id"], ()):
                 counts["matches"] += 1
                 for channel in config.channels:
+                    if (config.name, article["story_id"], channel) in recorded:
+                        continue
+                    recorded.add((config.name, article["story_id"], channel))
                     new, update = _record_alert(cur, config, channel, article, terms, now)
                     counts["new_alerts"] += new
                     counts["updates"] += update
