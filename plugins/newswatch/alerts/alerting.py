@@ -160,9 +160,10 @@ def _record_matches(ids: list[int], matches: dict[int, list[tuple[RuleConfig, li
             for config, terms in matches.get(article["id"], ()):
                 counts["matches"] += 1
                 for channel in config.channels:
-                    if (config.name, article["story_id"], channel) in recorded:
+                    key = (config.name, article["story_id"], channel)
+                    if key in recorded:
                         continue
-                    recorded.add((config.name, article["story_id"], channel))
+                    recorded.add(key)
                     new, update = _record_alert(cur, config, channel, article, terms, now)
                     counts["new_alerts"] += new
                     counts["updates"] += update
